@@ -1,0 +1,59 @@
+"""The user's Handler: imported from the spec's `handler.path`, built and called as Cortex 0.35 did.
+
+Constructor and `handle_<method>` arguments are passed by name, only those the method
+declares (`config`, `model_client` / `tensorflow_client`; `payload`, `query_params`, `headers`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.domain.errors import SpecError
+
+HTTP_METHODS = ("post", "get", "put", "patch", "delete")
+
+
+def import_handler_class(path: Path, python_path: Path, env: dict[str, str]) -> type:
+    """Import `Handler` from the file at `path`, with `env` set and `python_path` importable."""
+    os.environ.update(env)
+    if str(python_path) not in sys.path:
+        sys.path.insert(0, str(python_path))
+    if not path.is_file():
+        raise SpecError(f"handler.path: expected a Python file, found nothing at {path}")
+    spec = importlib.util.spec_from_file_location(f"reloader_handler_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise SpecError(f"handler.path: cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:
+        raise SpecError(f"handler.path: importing {path} raised {type(error).__name__}: {error}") from error
+    handler = getattr(module, "Handler", None)
+    if not inspect.isclass(handler):
+        raise SpecError(f"handler.path: expected a class named Handler in {path}, found none")
+    return handler
+
+
+def check_handler(handler_class: type, needs_load_model: bool) -> None:
+    if needs_load_model and not callable(getattr(handler_class, "load_model", None)):
+        raise SpecError(
+            "handler: multi_model_reloading is set, so Handler must define load_model(self, model_path); "
+            "found no load_model"
+        )
+    if not any(callable(getattr(handler_class, f"handle_{m}", None)) for m in HTTP_METHODS):
+        raise SpecError("handler: expected Handler to define at least one of handle_post, handle_get, ...")
+
+
+
+def call_with_declared(function: Callable[..., Any], available: dict[str, Any]) -> Any:
+    """Call `function` with the keyword arguments it declares, from `available`."""
+    parameters = inspect.signature(function).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return function(**available)
+    return function(**{name: value for name, value in available.items() if name in parameters})

@@ -1,0 +1,19 @@
+"""`model_client` for the Python handler: Cortex 0.35's `get_model(model_name, model_version)`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.engine.registry import Registry
+
+
+class ModelClient:
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def get_model(self, model_name: str | None = None, model_version: int | str = "latest") -> Any:
+        """What `load_model` returned for that model and version ("latest", an int or a numeric string).
+
+        Raises ModelNotFoundError (answered with 404) for an unknown model or version.
+        """
+        return self._registry.get(model_name, model_version)

@@ -1,0 +1,72 @@
+"""boto3 clients and the translation of botocore errors into ours, shared by the S3, SQS and SNS modules.
+
+Endpoints and credentials come from the standard AWS environment (`AWS_ENDPOINT_URL`,
+`AWS_REGION`, profiles, ...): nothing project-specific.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+
+from agent.domain.errors import PermanentError, TemporaryError
+
+# Error codes that a retry cannot fix.
+PERMANENT_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "NoSuchBucket",
+        "InvalidBucketName",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "NotFound",
+        "NotFoundException",
+        "InvalidParameterValue",
+        "InvalidParameter",
+        "AuthorizationError",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+    }
+)
+
+
+def client(service: str, **kwargs: Any) -> Any:
+    """A boto3 client with retries in standard mode and short connect timeouts."""
+    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
+    return boto3.session.Session().client(service, config=config, **kwargs)  # type: ignore[call-overload]
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Turn botocore errors raised inside into TemporaryError or PermanentError, saying `what` failed."""
+    try:
+        yield
+    except ClientError as error:
+        code = error_code(error)
+        message = f"{what}: {code}: {error.response.get('Error', {}).get('Message', '')}".rstrip(": ")
+        if code in PERMANENT_CODES:
+            raise PermanentError(message) from error
+        raise TemporaryError(message) from error
+    except (ConnectionError, HTTPClientError) as error:
+        raise TemporaryError(f"{what}: cannot reach the endpoint: {error}") from error
+    except BotoCoreError as error:
+        raise TemporaryError(f"{what}: {error}") from error
+
+
+def count_calls(boto_client: Any, service: str, record: Callable[[str], None]) -> None:
+    """Call `record(operation)` before every API call the client makes (s3transfer's included)."""
+
+    def before_call(model: Any, **_: Any) -> None:
+        record(model.name)
+
+    boto_client.meta.events.register(f"before-call.{service}.*", before_call)

@@ -1,0 +1,129 @@
+"""S3: list a model's prefix, download a version's objects (through s3transfer), upload a folder.
+
+The only module that talks to S3. Keys come back relative to the location listed, and every
+download lands inside its destination folder or is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import ClientError
+from s3transfer.manager import TransferManager
+from s3transfer.subscribers import BaseSubscriber
+
+from agent.boundaries.aws import count_calls, translated
+from agent.domain.errors import ObjectChangedError, TemporaryError, UnsafeKeyError
+from agent.domain.locations import S3Location
+from agent.domain.versions import ObjectInfo, fingerprint, unsafe_key_reason
+
+
+class S3:
+    def __init__(
+        self,
+        client: Any,
+        concurrency: int = 10,
+        on_request: Callable[[str], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._concurrency = concurrency
+        if on_request is not None:
+            count_calls(client, "s3", on_request)
+
+    def list(self, location: S3Location) -> list[ObjectInfo]:
+        """Every object under the location, keys relative to it."""
+        prefix = location.key_prefix
+        objects = []
+        with translated(f"listing {location}"):
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix)
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    objects.append(
+                        ObjectInfo(
+                            key=item["Key"][len(prefix) :],
+                            size=int(item["Size"]),
+                            etag=str(item.get("ETag", "")).strip('"'),
+                            last_modified=item["LastModified"].timestamp(),
+                        )
+                    )
+        return objects
+
+    def download(self, location: S3Location, objects: Iterable[ObjectInfo], destination: Path) -> None:
+        """Download objects (keys relative to `location`) into `destination`, in parallel.
+
+        Then list the location again: if what was downloaded is no longer what S3 holds, the
+        version changed under us and ObjectChangedError says so (retry with a fresh listing).
+        """
+        objects = list(objects)
+        targets = [(obj, safe_path(destination, obj.key)) for obj in objects]
+        for _, target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        config = TransferConfig(max_concurrency=self._concurrency, use_threads=True)
+        futures: list[Future[Any]] = []
+        with translated(f"downloading {location}"), TransferManager(self._client, config) as manager:
+            for obj, target in targets:
+                futures.append(manager.download(location.bucket, location.key_prefix + obj.key, str(target)))
+            for future in futures:
+                _result_or_changed(future, location)
+        now = {obj.key: obj for obj in self.list(location)}
+        expected = {obj.key: obj for obj in objects}
+        if fingerprint(now[key] for key in expected if key in now) != fingerprint(expected.values()):
+            raise ObjectChangedError(f"{location} changed while it was downloaded; it will be read again")
+
+    def upload(
+        self,
+        files: Iterable[tuple[Path, str]],
+        bucket: str,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Upload (local file, key) pairs in parallel; returns when all are stored."""
+        config = TransferConfig(max_concurrency=self._concurrency, use_threads=True)
+        subscribers = [_Progress(on_progress)] if on_progress else None
+        with translated(f"uploading to s3://{bucket}"), TransferManager(self._client, config) as manager:
+            futures = [manager.upload(str(path), bucket, key, subscribers=subscribers) for path, key in files]
+            for future in futures:
+                future.result()
+
+    def put(self, bucket: str, key: str, body: bytes = b"") -> None:
+        with translated(f"writing s3://{bucket}/{key}"):
+            self._client.put_object(Bucket=bucket, Key=key, Body=body)
+
+    def delete(self, bucket: str, key: str) -> None:
+        with translated(f"deleting s3://{bucket}/{key}"):
+            self._client.delete_object(Bucket=bucket, Key=key)
+
+
+def safe_path(destination: Path, key: str) -> Path:
+    """`destination / key`, or UnsafeKeyError when the key would land outside `destination`."""
+    reason = unsafe_key_reason(key)
+    target = (destination / key).resolve()
+    if reason is None and not target.is_relative_to(destination.resolve()):
+        reason = "it resolves outside the model folder"
+    if reason is not None:
+        raise UnsafeKeyError(f"key {key!r} refused: {reason}")
+    return target
+
+
+def _result_or_changed(future: Future[Any], location: S3Location) -> None:
+    try:
+        future.result()
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "412", "PreconditionFailed"):
+            raise ObjectChangedError(f"an object of {location} was removed or replaced while downloading") from error
+        raise
+    except OSError as error:
+        raise TemporaryError(f"writing a download of {location} failed: {error}") from error
+
+
+class _Progress(BaseSubscriber):  # type: ignore[misc]
+    """An s3transfer subscriber that reports bytes transferred."""
+
+    def __init__(self, on_progress: Callable[[int], None]) -> None:
+        self._on_progress = on_progress
+
+    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+        self._on_progress(bytes_transferred)

@@ -1,0 +1,69 @@
+"""The local model store: one folder per loaded version, written atomically.
+
+A version is downloaded into a temporary sibling and renamed into place only when complete,
+so `load_model(path)` only ever sees whole folders. Each (version, fingerprint) gets its own
+folder, so a folder is never modified after it is loaded: an in-place update in S3 becomes a
+new folder, and the old one is removed once nothing serves it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.domain.errors import TemporaryError
+
+log = logging.getLogger(__name__)
+
+TEMP_PREFIX = ".partial-"
+
+
+class ModelStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def folder(self, model: str, version: int, fingerprint: str) -> Path:
+        return self.root / model / f"{version}-{fingerprint[:12]}"
+
+    def install(self, model: str, version: int, fingerprint: str, fill: Callable[[Path], None]) -> Path:
+        """Fill a temporary folder with `fill(folder)`, then rename it into place; return the final folder."""
+        final = self.folder(model, version, fingerprint)
+        if final.is_dir():
+            return final  # the same content was installed before (a retry of a failed load)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temporary = final.parent / f"{TEMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
+        temporary.mkdir()
+        try:
+            fill(temporary)
+            os.rename(temporary, final)
+        except OSError as error:
+            raise TemporaryError(f"cannot write {final}: {error}") from error
+        finally:
+            if temporary.exists():
+                shutil.rmtree(temporary, ignore_errors=True)
+        return final
+
+    def remove(self, folder: Path) -> None:
+        """Remove a version's folder (and its model's folder once empty)."""
+        if folder.is_relative_to(self.root):
+            shutil.rmtree(folder, ignore_errors=True)
+            try:
+                folder.parent.rmdir()
+            except OSError:
+                pass  # other versions still there
+
+    def clean(self, keep: Callable[[Path], bool] = lambda _: False) -> None:
+        """Remove partial downloads left by a crash, and version folders `keep` does not claim."""
+        if not self.root.is_dir():
+            return
+        for model in self.root.iterdir():
+            if not model.is_dir():
+                continue
+            for entry in model.iterdir():
+                if entry.name.startswith(TEMP_PREFIX) or not keep(entry):
+                    log.info("removing stale store entry %s", entry)
+                    shutil.rmtree(entry, ignore_errors=True)

@@ -1,0 +1,238 @@
+"""The `reloader` command: serve an API spec, inspect a running one, push a model version.
+
+This is the composition root: the only place real clients (boto3), the store and the agent
+are constructed and wired together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from agent import logs
+from agent.api.handler import call_with_declared, check_handler, import_handler_class
+from agent.api.http import create_app
+from agent.api.model_client import ModelClient
+from agent.boundaries import aws
+from agent.boundaries.s3 import S3
+from agent.boundaries.sources import ModelObjects
+from agent.boundaries.store import ModelStore
+from agent.domain.errors import ReloaderError, SpecError
+from agent.domain.locations import S3Location, parse_location
+from agent.domain.settings import describe_settings
+from agent.domain.spec import LoadedSpec, load_spec
+from agent.engine.agent import Agent
+from agent.engine.loaders import PythonLoader
+from agent.engine.registry import Registry
+from agent.metrics import Metrics
+
+log = logging.getLogger("reloader")
+
+EXIT_SPEC = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except SpecError as error:
+        print(f"reloader: {error}", file=sys.stderr)
+        return EXIT_SPEC
+    except ReloaderError as error:
+        print(f"reloader: {error}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    settings = "\n".join(f"  {env:<30} {name} (default {default}): {text}" for name, env, default, text in describe_settings())
+    parser = argparse.ArgumentParser(
+        prog="reloader",
+        description="Serve Cortex 0.35 style APIs whose models follow S3, reloaded from S3 event notifications.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="AWS endpoints and credentials come from the standard AWS environment (AWS_ENDPOINT_URL, AWS_REGION, ...).",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve an API spec: load every model, keep it equal to S3, answer HTTP",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve one API of a Cortex 0.35 API spec. Exits with status 2 on an invalid spec.",
+        epilog="Reloader settings (the spec's `reloading:` block; the environment variable wins):\n" + settings,
+    )
+    serve.add_argument("spec", type=Path, help="the API spec YAML file")
+    serve.add_argument("--api", help="which API of the spec file (needed when it holds several)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8888, help="port to listen on (default 8888)")
+    serve.set_defaults(run=serve_command)
+
+    status = commands.add_parser("status", help="print the models of a running API")
+    status.add_argument("--url", default="http://127.0.0.1:8888", help="the API's base URL")
+    status.set_defaults(run=status_command)
+
+    push = commands.add_parser(
+        "push",
+        help="upload a local folder as a new version of a model",
+        description="Upload LOCAL_DIR to s3://bucket/prefix/model/VERSION/ in parallel; the ready marker is written last.",
+    )
+    push.add_argument("local_dir", type=Path, help="the version's files")
+    push.add_argument("destination", help="the model's path, s3://bucket/prefix/model/")
+    push.add_argument("--version", type=int, help="version number (default: the current time in seconds)")
+    push.add_argument("--marker", default="_READY", help="ready marker written last (default _READY)")
+    push.add_argument("--no-marker", action="store_true", help="write no ready marker")
+    push.set_defaults(run=push_command)
+    return parser
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+
+class Service:
+    """A handler, its agent and its HTTP app, built from a loaded spec."""
+
+    def __init__(self, spec: LoadedSpec, s3_client: Any | None = None) -> None:
+        api = spec.api
+        self.spec = spec
+        if api.handler.type == "tensorflow":
+            raise SpecError("handler.type: tensorflow is not available in this build yet")
+        handler_class = import_handler_class(spec.handler_path, spec.python_path, api.handler.env)
+        check_handler(handler_class, needs_load_model=spec.models is not None)
+        models = spec.models
+        self.registry = Registry(single_model=models.fixed[0].name if models and models.single else None)
+        self.handler = call_with_declared(
+            handler_class, {"config": dict(api.handler.config), "model_client": ModelClient(self.registry)}
+        )
+        self.agent: Agent | None = None
+        self._own_model_dir: Path | None = None
+        if models is not None:
+            settings = api.reloading
+            model_dir = settings.model_dir
+            if model_dir is None:
+                model_dir = self._own_model_dir = Path(tempfile.mkdtemp(prefix=f"reloader-{api.name}-"))
+            metrics = Metrics()
+            s3 = None
+            if not models.is_local:
+                client = s3_client or aws.client("s3")
+                s3 = S3(client, settings.download_concurrency, lambda op: metrics.s3_requests.labels(op).inc())
+            self.agent = Agent(
+                models,
+                ModelObjects(s3),
+                ModelStore(model_dir),
+                PythonLoader(self.handler.load_model),
+                self.registry,
+                settings,
+                metrics,
+            )
+        self.app = create_app(self.handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop)
+
+    def start(self) -> None:
+        if self.agent is not None:
+            self.agent.start()
+
+    def stop(self) -> None:
+        if self.agent is not None:
+            self.agent.stop()
+        if self._own_model_dir is not None:
+            shutil.rmtree(self._own_model_dir, ignore_errors=True)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    spec = load_spec(args.spec, args.api)
+    logs.configure(spec.api.handler.log_level)
+    not_applicable = spec.not_applicable_fields()
+    if not_applicable:
+        log.warning("accepted but not applicable on a single replica, ignored: %s", ", ".join(not_applicable))
+    service = Service(spec)
+    service.start()
+    log.info("serving API %r on http://%s:%d", spec.api.name, args.host, args.port)
+    uvicorn.run(service.app, host=args.host, port=args.port, log_level="warning", lifespan="on")
+    return 0
+
+
+# -- status ----------------------------------------------------------------------------------
+
+
+def status_command(args: argparse.Namespace) -> int:
+    url = args.url.rstrip("/") + "/models"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            models = json.load(response)
+    except (urllib.error.URLError, OSError) as error:
+        print(f"reloader: cannot read {url}: {error}", file=sys.stderr)
+        return 1
+    print(format_status(models))
+    return 0
+
+
+def format_status(models: dict[str, Any]) -> str:
+    rows = [("MODEL", "VERSION", "STATE", "FINGERPRINT", "LOADED", "ERROR")]
+    for name, model in models.items():
+        if model.get("error"):
+            rows.append((name, "-", "invalid", "-", "-", model["error"]))
+        for version, status in model["versions"].items():
+            latest = " (latest)" if model.get("latest") == int(version) else ""
+            loaded = time.strftime("%H:%M:%S", time.localtime(status["loaded_at"])) if status["loaded_at"] else "-"
+            rows.append((name, version + latest, status["state"], status["fingerprint"], loaded, status["error"] or ""))
+    if len(rows) == 1:
+        return "no models"
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row[:-1], widths, strict=True)) + "  " + str(row[-1])
+        for row in rows
+    ).rstrip()
+
+
+# -- push ------------------------------------------------------------------------------------
+
+
+def push_command(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    source: Path = args.local_dir
+    if not source.is_dir():
+        print(f"reloader: expected a folder to push, found {'a file' if source.exists() else 'nothing'} at {source}",
+              file=sys.stderr)
+        return 2
+    try:
+        destination = parse_location(args.destination)
+    except ValueError as error:
+        print(f"reloader: destination: {error}", file=sys.stderr)
+        return 2
+    if not isinstance(destination, S3Location):
+        print(f"reloader: destination: expected s3://bucket/prefix/model/, found {args.destination!r}", file=sys.stderr)
+        return 2
+    version = args.version if args.version is not None else int(time.time())
+    marker = None if args.no_marker else args.marker
+    target = destination.child(str(version))
+    files = [(path, target.key_prefix + path.relative_to(source).as_posix())
+             for path in sorted(source.rglob("*")) if path.is_file()]
+    if not files:
+        print(f"reloader: {source} holds no files", file=sys.stderr)
+        return 2
+    s3 = S3(aws.client("s3"))
+    if marker:
+        s3.delete(target.bucket, target.key_prefix + marker)  # an in-place re-push is not loadable until done
+    total = sum(path.stat().st_size for path, _ in files)
+    with tqdm(total=total, unit="B", unit_scale=True, desc=f"version {version}", disable=not sys.stderr.isatty()) as bar:
+        s3.upload(files, target.bucket, on_progress=bar.update)
+    if marker:
+        s3.put(target.bucket, target.key_prefix + marker)
+    print(f"pushed {len(files)} file(s), {total} bytes, to {target}/" + (f" (marker {marker})" if marker else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    os._exit(main())

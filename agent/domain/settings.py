@@ -1,0 +1,90 @@
+"""Reloader settings: the optional `reloading:` block of an API, overridable by environment.
+
+Precedence: environment variable (`RELOADER_<FIELD>`) > the spec's `reloading:` block >
+default. Every field has a unit and a default; they are documented in the README.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class ReloadingSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELOADER_", extra="forbid", frozen=True)
+
+    interval: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds between full scans of every model. Default: 10 without an event "
+        "source (Cortex's polling interval), 300 with one (the scan is then only the safety net).",
+    )
+    jitter: float = Field(0.1, ge=0, le=1, description="Fraction of `interval` by which scans are spread.")
+    model_dir: Path | None = Field(
+        None, description="Local folder models are downloaded to. Default: a folder per API under the temp dir."
+    )
+    workers: int = Field(8, ge=1, le=256, description="Models reconciled in parallel.")
+    download_concurrency: int = Field(10, ge=1, le=100, description="Parallel S3 GETs per version.")
+    retry_backoff: float = Field(1.0, gt=0, description="Seconds before the first retry of a failed version.")
+    retry_backoff_max: float = Field(60.0, gt=0, description="Cap, in seconds, of the doubling retry delay.")
+    ready_marker: str | None = Field(
+        None, description="Object name (e.g. _READY) that makes a version loadable once it exists in its folder."
+    )
+    settle: float = Field(
+        1.0,
+        ge=0,
+        description="Without a ready marker: seconds a version's listing must stay unchanged before it loads.",
+    )
+    queue_url: str | None = Field(None, description="SQS queue of S3 notifications to consume (queue mode).")
+    topic_arn: str | None = Field(
+        None, description="SNS topic of S3 notifications; the agent creates and owns its queue (topic mode)."
+    )
+    replica_id: str | None = Field(None, description="Names this replica's queue in topic mode. Default: hostname.")
+    queue_prefix: str = Field(
+        "reloader", description="Name prefix of agent-created queues (the janitor only touches these)."
+    )
+    visibility_timeout: int = Field(
+        300, ge=0, le=43200, description="Seconds a received message stays hidden: longer than the slowest reload."
+    )
+    heartbeat_interval: float = Field(
+        300.0, gt=0, description="Seconds between refreshes of the queue's heartbeat tag (topic mode)."
+    )
+
+    @field_validator("ready_marker")
+    @classmethod
+    def _marker_is_a_name(cls, value: str | None) -> str | None:
+        if value is not None and (not value or "/" in value):
+            raise ValueError(f"expected an object name without '/', found {value!r}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+    @property
+    def event_driven(self) -> bool:
+        return bool(self.queue_url or self.topic_arn)
+
+    @property
+    def scan_interval(self) -> float:
+        if self.interval is not None:
+            return self.interval
+        return 300.0 if self.event_driven else 10.0
+
+
+def describe_settings() -> list[tuple[str, str, Any, str]]:
+    """(field, environment variable, default, description) rows for docs and `--help`."""
+    rows = []
+    for name, info in ReloadingSettings.model_fields.items():
+        rows.append((name, f"RELOADER_{name.upper()}", info.default, info.description or ""))
+    return rows

@@ -1,0 +1,239 @@
+"""The API spec: Cortex 0.35's RealtimeAPI YAML, validated with pydantic.
+
+A Cortex user brings their spec unchanged. Fields Cortex had that mean nothing on a single
+replica (compute, autoscaling, ...) are accepted and reported once as not applicable; fields
+Cortex never had are errors (typos are caught). Reloader settings live in `reloading:`.
+Every error names the field, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agent.domain.errors import SpecError
+from agent.domain.locations import parse_location
+from agent.domain.routing import ModelSet, ModelSource, is_model_name
+from agent.domain.settings import ReloadingSettings
+
+# Accepted for compatibility, meaningless on one replica: reported once, then ignored.
+NOT_APPLICABLE_API_FIELDS = ("compute", "autoscaling", "update_strategy", "networking")
+NOT_APPLICABLE_HANDLER_FIELDS = (
+    "image",
+    "tensorflow_serving_image",
+    "shm_size",
+    "dependencies",
+    "server_side_batching",
+    "protobuf_path",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelPathSpec(_Strict):
+    name: str
+    path: str
+    signature_key: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, value: str) -> str:
+        if not is_model_name(value):
+            raise ValueError(f"expected a model name usable as a folder name, found {value!r}")
+        return value
+
+
+class ModelsSpec(_Strict):
+    """`multi_model_reloading` (python handler) or `models` (tensorflow handler)."""
+
+    path: str | None = None
+    paths: list[ModelPathSpec] | None = None
+    dir: str | None = None
+    signature_key: str | None = None
+    cache_size: int | None = Field(None, ge=1)
+    disk_cache_size: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> ModelsSpec:
+        given = [name for name in ("path", "paths", "dir") if getattr(self, name) is not None]
+        if len(given) != 1:
+            found = " and ".join(repr(name) for name in given) if given else "none of them"
+            raise ValueError(f"expected exactly one of 'path', 'paths' or 'dir', found {found}")
+        if self.paths is not None:
+            if not self.paths:
+                raise ValueError("expected at least one entry in 'paths', found an empty list")
+            names = [entry.name for entry in self.paths]
+            duplicates = sorted({name for name in names if names.count(name) > 1})
+            if duplicates:
+                raise ValueError(f"expected unique model names in 'paths', found duplicates: {duplicates}")
+        return self
+
+    @field_validator("path", "dir")
+    @classmethod
+    def _location_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_location(value)
+        return value
+
+
+class HandlerSpec(_Strict):
+    type: Literal["python", "tensorflow"]
+    path: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    python_path: str | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    processes_per_replica: int = Field(1, ge=1)
+    threads_per_process: int = Field(1, ge=1, le=1024)
+    multi_model_reloading: ModelsSpec | None = None
+    models: ModelsSpec | None = None
+    # accepted, not applicable here
+    image: str | None = None
+    tensorflow_serving_image: str | None = None
+    shm_size: str | None = None
+    dependencies: dict[str, Any] | None = None
+    server_side_batching: dict[str, Any] | None = None
+    protobuf_path: str | None = None
+
+    @field_validator("processes_per_replica")
+    @classmethod
+    def _one_process(cls, value: int) -> int:
+        if value > 1:
+            raise ValueError(
+                f"processes_per_replica above 1 is not supported yet (found {value}); "
+                "use threads_per_process for concurrency"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _models_field_matches_type(self) -> HandlerSpec:
+        if self.type == "python" and self.models is not None:
+            raise ValueError("'models' is for the tensorflow handler; the python handler uses 'multi_model_reloading'")
+        if self.type == "tensorflow" and self.multi_model_reloading is not None:
+            raise ValueError("'multi_model_reloading' is for the python handler; the tensorflow handler uses 'models'")
+        if self.type == "tensorflow" and self.models is None:
+            raise ValueError("the tensorflow handler needs 'models' (path, paths or dir)")
+        return self
+
+
+class ApiSpec(_Strict):
+    name: str
+    kind: Literal["RealtimeAPI"]
+    handler: HandlerSpec
+    compute: dict[str, Any] | None = None
+    autoscaling: dict[str, Any] | None = None
+    update_strategy: dict[str, Any] | None = None
+    networking: dict[str, Any] | None = None
+    reloading: ReloadingSettings = Field(default_factory=ReloadingSettings)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_simple(cls, value: str) -> str:
+        if not is_model_name(value):
+            raise ValueError(f"expected a simple name (letters, digits, '-', '_'), found {value!r}")
+        return value
+
+    @field_validator("reloading", mode="before")
+    @classmethod
+    def _settings_read_environment(cls, value: Any) -> Any:
+        # Built here (not validated as a plain model) so environment overrides apply.
+        if isinstance(value, dict):
+            return ReloadingSettings(**value)
+        return value
+
+
+class LoadedSpec(BaseModel):
+    """One API of a spec file, with the paths resolved against the spec's folder."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    api: ApiSpec
+    spec_dir: Path
+    models: ModelSet | None
+
+    @property
+    def handler_path(self) -> Path:
+        return (self.spec_dir / self.api.handler.path).resolve()
+
+    @property
+    def python_path(self) -> Path:
+        return (self.spec_dir / (self.api.handler.python_path or ".")).resolve()
+
+    def not_applicable_fields(self) -> list[str]:
+        fields = [name for name in NOT_APPLICABLE_API_FIELDS if getattr(self.api, name) is not None]
+        fields += [f"handler.{name}" for name in NOT_APPLICABLE_HANDLER_FIELDS if getattr(self.api.handler, name)]
+        models = self.api.handler.multi_model_reloading or self.api.handler.models
+        if models is not None:
+            fields += [f"models.{name}" for name in ("cache_size", "disk_cache_size") if getattr(models, name)]
+        return fields
+
+
+def load_spec(path: Path, api_name: str | None = None) -> LoadedSpec:
+    """Read and validate a spec file; raise SpecError naming the field on any problem."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise SpecError(f"cannot read the spec file {path}: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: expected YAML, found a syntax error: {error}") from error
+    if isinstance(raw, dict):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw:
+        raise SpecError(f"{path}: expected a list of APIs, found {type(raw).__name__}")
+    index = _select(raw, api_name, path)
+    try:
+        api = ApiSpec.model_validate(raw[index])
+    except ValidationError as error:
+        name = raw[index].get("name", "?") if isinstance(raw[index], dict) else "?"
+        raise SpecError(format_validation_error(error, f"{path}: api {name!r}")) from None
+    spec_dir = path.parent.resolve()
+    return LoadedSpec(api=api, spec_dir=spec_dir, models=_model_set(api, spec_dir))
+
+
+def _select(raw: list[Any], api_name: str | None, path: Path) -> int:
+    names = [entry.get("name") if isinstance(entry, dict) else None for entry in raw]
+    if api_name is not None:
+        if api_name not in names:
+            raise SpecError(f"{path}: expected an API named {api_name!r}, found {names}")
+        return names.index(api_name)
+    if len(raw) > 1:
+        raise SpecError(f"{path}: holds {len(raw)} APIs {names}; choose one with --api NAME")
+    return 0
+
+
+def _model_set(api: ApiSpec, spec_dir: Path) -> ModelSet | None:
+    models = api.handler.multi_model_reloading or api.handler.models
+    if models is None:
+        return None
+    if models.dir is not None:
+        return ModelSet(directory=parse_location(models.dir, spec_dir), signature_key=models.signature_key)
+    if models.path is not None:
+        source = ModelSource(api.name, parse_location(models.path, spec_dir), models.signature_key)
+        return ModelSet(fixed=(source,), single=True)
+    assert models.paths is not None
+    return ModelSet(
+        fixed=tuple(
+            ModelSource(entry.name, parse_location(entry.path, spec_dir), entry.signature_key or models.signature_key)
+            for entry in models.paths
+        )
+    )
+
+
+def format_validation_error(error: ValidationError, where: str) -> str:
+    lines = [f"{where}: invalid spec"]
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"] if not str(part).startswith("function-"))
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown field (Cortex 0.35 has no such field; check its spelling)"
+        elif problem["type"] == "missing":
+            message = "required field is missing"
+        elif "input" in problem and problem["type"] not in ("value_error",):
+            message = f"{message}; found {problem['input']!r}"
+        lines.append(f"  {field or '(top level)'}: {message}")
+    return "\n".join(lines)

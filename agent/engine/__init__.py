@@ -1,0 +1,1 @@
+"""The agent: per-model reconcilers, the periodic scan and the event consumer."""

@@ -1,0 +1,83 @@
+"""The in-replica agent: reconciler, per-model workers and the periodic scan, started and stopped together."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Protocol
+
+from agent.boundaries.sources import ModelObjects
+from agent.boundaries.store import ModelStore
+from agent.domain.routing import ModelSet
+from agent.domain.settings import ReloadingSettings
+from agent.domain.versions import CompletenessCheck
+from agent.engine.loaders import Loader
+from agent.engine.reconciler import Outcome, Reconciler
+from agent.engine.registry import Registry
+from agent.engine.scanner import PeriodicScan, Scanner
+from agent.engine.workers import ModelWorkers
+from agent.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class EventSource(Protocol):
+    """Something that turns notifications into reconcile requests (the SQS consumer)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Agent:
+    def __init__(
+        self,
+        models: ModelSet,
+        objects: ModelObjects,
+        store: ModelStore,
+        loader: Loader,
+        registry: Registry,
+        settings: ReloadingSettings,
+        metrics: Metrics | None = None,
+        completeness: CompletenessCheck | None = None,
+    ) -> None:
+        self.models = models
+        self.settings = settings
+        self.registry = registry
+        self.metrics = metrics or Metrics()
+        self.store = store
+        self.workers: ModelWorkers[Outcome] = ModelWorkers(
+            lambda model, request: self.reconciler(model, request), settings.workers
+        )
+        self.reconciler = Reconciler(
+            models, objects, store, loader, registry, settings, self.metrics, self.workers.at, completeness
+        )
+        self.scanner = Scanner(models, objects, self.workers, registry, self.metrics)
+        self._periodic = PeriodicScan(self.scanner, settings.scan_interval, settings.jitter)
+        self.event_sources: list[EventSource] = []
+        self._ready_watch = threading.Thread(target=self._after_first_scan, name="ready", daemon=True)
+
+    @property
+    def ready(self) -> bool:
+        return self._periodic.first_scan_done.is_set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self._periodic.first_scan_done.wait(timeout)
+
+    def start(self) -> None:
+        self.store.clean()  # nothing is loaded yet: whatever a previous run left is stale
+        for source in self.event_sources:
+            source.start()
+        self._periodic.start()
+        self._ready_watch.start()
+
+    def stop(self) -> None:
+        for source in self.event_sources:
+            source.stop()
+        self._periodic.stop()
+        self.workers.stop()
+
+    def _after_first_scan(self) -> None:
+        self._periodic.first_scan_done.wait()
+        self.reconciler.count_drift = self.settings.event_driven
+        log.info("initial scan done: %d model(s) loaded", len(self.registry.models()))

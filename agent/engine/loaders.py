@@ -1,0 +1,28 @@
+"""How a downloaded version becomes a served one: the contract between the reconciler and a handler type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Loader(Protocol):
+    def load(self, model: str, version: int, path: Path) -> Any:
+        """Load a complete version folder; return what requests will use. Raise to refuse it."""
+
+    def unload(self, model: str, version: int) -> None:
+        """The version stopped serving (its object is already dropped by the registry)."""
+
+
+class PythonLoader:
+    """The Python handler: `Handler.load_model(path)` returns the object `get_model` serves."""
+
+    def __init__(self, load_model: Callable[[str], Any]) -> None:
+        self._load_model = load_model
+
+    def load(self, model: str, version: int, path: Path) -> Any:
+        return self._load_model(str(path))
+
+    def unload(self, model: str, version: int) -> None:
+        pass

@@ -1,0 +1,208 @@
+"""Reconcile one model: list its prefix, plan against what is loaded, download, load, swap, unload.
+
+Level-triggered: whatever asked for the reconcile (an event, a scan, a timer), the truth is a
+fresh listing of the model's prefix. Called by `ModelWorkers`, so work on one model is serial.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from agent.boundaries.sources import ModelObjects
+from agent.boundaries.store import ModelStore
+from agent.domain.errors import PermanentError, ReloaderError, TemporaryError
+from agent.domain.locations import Location
+from agent.domain.plan import Failure, Load, Sighting, Unload, plan
+from agent.domain.routing import ModelSet
+from agent.domain.settings import ReloadingSettings
+from agent.domain.versions import CompletenessCheck, ModelListing, VersionListing, discover
+from agent.engine.loaders import Loader
+from agent.engine.registry import Registry, Served
+from agent.engine.workers import Request
+from agent.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    model: str
+    changed: bool = False
+    error: str | None = None
+    temporary: bool = False  # the work is not done: an event that asked for it should be redelivered
+
+
+@dataclass
+class _ModelMemory:
+    """What one model's reconciles remember between runs (touched only by that model's worker)."""
+
+    failures: dict[int, Failure] = field(default_factory=dict)
+    sightings: dict[int, Sighting] = field(default_factory=dict)
+    known: dict[int, str] | None = None  # fingerprints of the last listing, for drift
+    reported_error: str | None = None
+
+
+class Reconciler:
+    def __init__(
+        self,
+        models: ModelSet,
+        objects: ModelObjects,
+        store: ModelStore,
+        loader: Loader,
+        registry: Registry,
+        settings: ReloadingSettings,
+        metrics: Metrics,
+        schedule: Callable[[float, str], None],
+        completeness: CompletenessCheck | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._models = models
+        self._objects = objects
+        self._store = store
+        self._loader = loader
+        self._registry = registry
+        self._settings = settings
+        self._metrics = metrics
+        self._schedule = schedule
+        self._completeness = completeness
+        self._clock = clock
+        self._memory: dict[str, _ModelMemory] = {}
+        self.count_drift = False  # set once the initial scan is done, when events are the trigger
+
+    def __call__(self, model: str, request: Request) -> Outcome:
+        memory = self._memory.setdefault(model, _ModelMemory())
+        source = self._models.source(model)
+        try:
+            objects = request.objects if request.objects is not None else (
+                self._objects.list(source.location) if source is not None else []
+            )
+        except ReloaderError as error:
+            self._report_model_error(model, memory, f"cannot list the model: {error}")
+            return Outcome(model, error=str(error), temporary=isinstance(error, TemporaryError))
+        listing = discover(objects, self._settings.ready_marker, self._completeness)
+        self._report_model_error(model, memory, listing.error)
+        self._note_drift(model, memory, listing, request)
+        now = self._clock()
+        loaded = {version: served.fingerprint for version, served in self._registry.loaded(model).items()}
+        settle = 0.0 if self._settings.ready_marker else self._settings.settle
+        result = plan(listing, loaded, memory.failures, memory.sightings, now, settle)
+        memory.sightings = dict(result.sightings)
+        self._forget_vanished(model, memory, listing)
+        self._show_waiting(model, listing, loaded)
+        outcome = Outcome(model)
+        for action in result.actions:
+            if isinstance(action, Load):
+                assert source is not None
+                outcome = _worse(outcome, self._load(model, source.location, action, memory, request))
+            else:
+                self._unload(model, action)
+                outcome = _worse(outcome, Outcome(model, changed=True))
+        if result.wake_at is not None:
+            self._schedule(result.wake_at, model)
+        self._metrics.versions_loaded.labels(model).set(len(self._registry.loaded(model)))
+        return outcome
+
+    def _load(self, model: str, location: Location, action: Load, memory: _ModelMemory, request: Request) -> Outcome:
+        listing = action.listing
+        version = listing.version
+        context = {"model": model, "version": version}
+        self._registry.set_state(model, version, "loading", listing.fingerprint)
+        started = self._clock()
+        try:
+            folder = self._store.install(
+                model,
+                version,
+                listing.fingerprint,
+                lambda into: self._objects.download(_version_location(location, listing), listing.objects, into),
+            )
+        except ReloaderError as error:
+            return self._failed(model, listing, memory, f"download failed: {error}", isinstance(error, TemporaryError))
+        try:
+            value = self._loader.load(model, version, folder)
+        except Exception as error:  # the user's load_model: any exception is a failed version
+            log.exception("load_model failed for %s version %s", model, version, extra=context)
+            self._store.remove(folder)
+            return self._failed(model, listing, memory, f"load_model raised {type(error).__name__}: {error}", False)
+        now = self._clock()
+        old = self._registry.swap_in(model, Served(version, listing.fingerprint, folder, value, now))
+        del value
+        memory.failures.pop(version, None)
+        if old is not None and old.path != folder:
+            self._store.remove(old.path)
+        del old
+        self._metrics.load_duration.labels(model).observe(now - started)
+        if request.event_time is not None:
+            self._metrics.reload_latency.labels(model).observe(max(0.0, now - request.event_time))
+        verb = "reloaded (updated in place)" if action.replaces else "loaded"
+        log.info("%s %s version %s (%.3f s)", verb, model, version, now - started, extra=context)
+        return Outcome(model, changed=True)
+
+    def _failed(
+        self, model: str, listing: VersionListing, memory: _ModelMemory, error: str, temporary: bool
+    ) -> Outcome:
+        version = listing.version
+        previous = memory.failures.get(version)
+        attempts = previous.attempts + 1 if previous and previous.fingerprint == listing.fingerprint else 1
+        delay = min(self._settings.retry_backoff * 2 ** (attempts - 1), self._settings.retry_backoff_max)
+        memory.failures[version] = Failure(listing.fingerprint, self._clock() + delay, attempts, error)
+        self._registry.set_state(model, version, "failed", listing.fingerprint, error, attempts)
+        self._metrics.load_failures.labels(model).inc()
+        if attempts == 1:
+            log.warning("%s version %s failed: %s (retrying with backoff)", model, version, error,
+                        extra={"model": model, "version": version})
+        self._schedule(self._clock() + delay, model)
+        return Outcome(model, error=error, temporary=temporary)
+
+    def _unload(self, model: str, action: Unload) -> None:
+        old = self._registry.remove(model, action.version)
+        if old is not None:
+            self._loader.unload(model, action.version)
+            self._store.remove(old.path)
+            log.info("unloaded %s version %s: %s", model, action.version, action.reason,
+                     extra={"model": model, "version": action.version})
+        del old
+
+    def _report_model_error(self, model: str, memory: _ModelMemory, error: str | None) -> None:
+        self._registry.set_model_error(model, error)
+        if error != memory.reported_error:
+            if error:
+                log.error("%s: %s; loaded versions keep serving", model, error, extra={"model": model})
+            elif memory.reported_error:
+                log.info("%s: recovered", model, extra={"model": model})
+            memory.reported_error = error
+
+    def _note_drift(self, model: str, memory: _ModelMemory, listing: ModelListing, request: Request) -> None:
+        known = {version: item.fingerprint for version, item in listing.versions.items()}
+        if request.from_scan and self.count_drift and memory.known is not None and known != memory.known:
+            self._metrics.drift.labels(model).inc()
+            log.warning("scan found a change no event announced", extra={"model": model})
+        memory.known = known
+
+    def _forget_vanished(self, model: str, memory: _ModelMemory, listing: ModelListing) -> None:
+        loadable = listing.loadable
+        memory.failures = {v: f for v, f in memory.failures.items() if v in loadable}
+        self._registry.prune(model, set(listing.versions))
+
+    def _show_waiting(self, model: str, listing: ModelListing, loaded: dict[int, str]) -> None:
+        for version, item in listing.versions.items():
+            if item.incomplete and version not in loaded:
+                self._registry.set_state(model, version, "waiting", item.fingerprint, item.incomplete)
+
+
+def _version_location(location: Location, listing: VersionListing) -> Location:
+    return location.child(listing.prefix.rstrip("/")) if listing.prefix else location
+
+
+def _worse(a: Outcome, b: Outcome) -> Outcome:
+    return Outcome(
+        a.model,
+        changed=a.changed or b.changed,
+        error=a.error or b.error,
+        temporary=a.temporary or b.temporary,
+    )
+
+
+__all__ = ["Outcome", "PermanentError", "Reconciler"]

@@ -1,0 +1,55 @@
+"""Prometheus metrics of one agent, in a registry of its own (several agents can share a process in tests).
+
+A leaf module: every layer may record into it; it imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+RELOAD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.reload_latency = Histogram(
+            "reloader_reload_latency_seconds",
+            "From the S3 event time (or the scan that found it) to the version serving.",
+            ["model"],
+            buckets=RELOAD_BUCKETS,
+            registry=r,
+        )
+        self.load_duration = Histogram(
+            "reloader_load_duration_seconds", "Download plus load of one version.", ["model"],
+            buckets=RELOAD_BUCKETS, registry=r,
+        )
+        self.events = Counter(
+            "reloader_events_total", "S3 events received, by outcome (applied, ignored, failed).",
+            ["outcome"], registry=r,
+        )
+        self.messages = Counter(
+            "reloader_messages_total", "SQS messages, by what became of them (deleted, left).",
+            ["result"], registry=r,
+        )
+        self.drift = Counter(
+            "reloader_scan_drift_total", "Changes a full scan found that no event announced.", ["model"], registry=r
+        )
+        self.scans = Counter("reloader_scans_total", "Full scans run.", registry=r)
+        self.s3_requests = Counter(
+            "reloader_s3_requests_total", "S3 API calls, by operation.", ["operation"], registry=r
+        )
+        self.sqs_requests = Counter(
+            "reloader_sqs_requests_total", "SQS API calls, by operation.", ["operation"], registry=r
+        )
+        self.versions_loaded = Gauge(
+            "reloader_versions_loaded", "Versions serving, per model.", ["model"], registry=r
+        )
+        self.load_failures = Counter(
+            "reloader_load_failures_total", "Versions that failed to download or load.", ["model"], registry=r
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
