@@ -11,8 +11,11 @@ class Loader(Protocol):
     def load(self, model: str, version: int, path: Path) -> Any:
         """Load a complete version folder; return what requests will use. Raise to refuse it."""
 
-    def unload(self, model: str, version: int) -> None:
-        """The version stopped serving (its object is already dropped by the registry)."""
+    def unload(self, model: str, version: int, value: Any) -> None:
+        """`value` (what `load` returned) stopped serving: replaced by a reload, or its version removed.
+
+        Called after the registry dropped it and before its folder is deleted.
+        """
 
 
 class PythonLoader:
@@ -24,5 +27,5 @@ class PythonLoader:
     def load(self, model: str, version: int, path: Path) -> Any:
         return self._load_model(str(path))
 
-    def unload(self, model: str, version: int) -> None:
-        pass
+    def unload(self, model: str, version: int, value: Any) -> None:
+        pass  # the registry dropped the last reference; in-flight requests finish on their own

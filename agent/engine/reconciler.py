@@ -131,6 +131,7 @@ class Reconciler:
         del value
         memory.failures.pop(version, None)
         if old is not None and old.path != folder:
+            self._loader.unload(model, version, old.value)
             self._store.remove(old.path)
         del old
         self._metrics.load_duration.labels(model).observe(now - started)
@@ -159,7 +160,7 @@ class Reconciler:
     def _unload(self, model: str, action: Unload) -> None:
         old = self._registry.remove(model, action.version)
         if old is not None:
-            self._loader.unload(model, action.version)
+            self._loader.unload(model, action.version, old.value)
             self._store.remove(old.path)
             log.info("unloaded %s version %s: %s", model, action.version, action.reason,
                      extra={"model": model, "version": action.version})

@@ -1,0 +1,72 @@
+"""Shared fixtures: a real LocalStack (started once per run unless AWS_ENDPOINT_URL is set), S3 clients,
+fresh buckets, and `reloader serve` run as a real process on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.support import LOCALSTACK_SCRIPT, ServeFactory, free_port, localstack_answers
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint() -> Iterator[str]:
+    """The AWS endpoint for tests: AWS_ENDPOINT_URL if set, else a LocalStack this run starts and stops."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    os.environ.setdefault("AWS_REGION", REGION)
+    configured = os.environ.get("AWS_ENDPOINT_URL")
+    if configured:
+        yield configured
+        return
+    port = int(os.environ.get("LOCALSTACK_PORT", "4566"))
+    endpoint = f"http://127.0.0.1:{port}"
+    home = Path(tempfile.mkdtemp(prefix="localstack-tests-"))
+    env = {**os.environ, "LOCALSTACK_PORT": str(port), "LOCALSTACK_HOME": str(home)}
+    started = not localstack_answers(endpoint)
+    if started:
+        subprocess.run([str(LOCALSTACK_SCRIPT), "start"], check=True, env=env)
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    try:
+        yield endpoint
+    finally:
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+        if started:
+            subprocess.run([str(LOCALSTACK_SCRIPT), "stop"], check=False, env=env)
+
+
+@pytest.fixture(scope="session")
+def s3_client(aws_endpoint: str):
+    return boto3.client("s3", endpoint_url=aws_endpoint, region_name=REGION)
+
+
+@pytest.fixture
+def bucket(s3_client) -> Iterator[str]:
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3_client.create_bucket(Bucket=name)
+    yield name
+    paginator = s3_client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=name):
+        for item in page.get("Contents", ()):
+            s3_client.delete_object(Bucket=name, Key=item["Key"])
+    s3_client.delete_bucket(Bucket=name)
+
+
+@pytest.fixture
+def serve(aws_endpoint: str, tmp_path: Path) -> Iterator[ServeFactory]:
+    factory = ServeFactory(tmp_path, aws_endpoint)
+    yield factory
+    factory.stop_all()
+
+
+__all__ = ["free_port"]

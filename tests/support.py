@@ -1,0 +1,183 @@
+"""Test helpers: awaiting conditions with a deadline, running `reloader serve`, uploading models."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCALSTACK_SCRIPT = ROOT / "scripts" / "localstack.sh"
+EXAMPLES = ROOT / "examples"
+
+T = TypeVar("T")
+
+
+def localstack_answers(endpoint: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{endpoint}/_localstack/health", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], T], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> T:
+    """Return the first truthy value of `condition()`, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as error:  # a condition may fail while the system converges
+            last_error = error
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}; last error: {last_error}")
+
+
+class Server:
+    """A running `reloader serve` process."""
+
+    def __init__(self, process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+        self.process = process
+        self.url = url
+        self.log_path = log_path
+        self.http = httpx.Client(base_url=url, timeout=30)
+
+    def post(self, payload: Any, **params: Any) -> httpx.Response:
+        return self.http.post("/", json=payload, params=params)
+
+    def models(self) -> dict[str, Any]:
+        response = self.http.get("/models")
+        response.raise_for_status()
+        return dict(response.json())
+
+    def version(self, model: str) -> dict[str, Any]:
+        return dict(self.models().get(model, {}))
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> int:
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+class ServeFactory:
+    def __init__(self, tmp_path: Path, endpoint: str) -> None:
+        self.tmp_path = tmp_path
+        self.endpoint = endpoint
+        self.servers: list[Server] = []
+
+    def spec(self, api: dict[str, Any], name: str = "cortex.yaml") -> Path:
+        path = self.tmp_path / name
+        path.write_text(yaml.safe_dump([api]))
+        return path
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run a `reloader` command to completion."""
+        return subprocess.run(
+            [sys.executable, "-m", "agent.cli", *args],
+            capture_output=True, text=True, timeout=timeout,
+            env={**os.environ, "AWS_ENDPOINT_URL": self.endpoint, **(env or {})},
+        )
+
+    def start(self, spec: Path, env: dict[str, str] | None = None, wait_ready: bool = True, api: str | None = None) -> Server:
+        port = free_port()
+        log_path = self.tmp_path / f"serve-{port}.log"
+        command = [sys.executable, "-m", "agent.cli", "serve", str(spec), "--port", str(port)]
+        if api:
+            command += ["--api", api]
+        process = subprocess.Popen(
+            command,
+            stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+            env={**os.environ, "AWS_ENDPOINT_URL": self.endpoint, **(env or {})},
+        )
+        server = Server(process, f"http://127.0.0.1:{port}", log_path)
+        self.servers.append(server)
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"reloader serve exited with {process.returncode}:\n{server.log()}")
+            return httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200
+
+        if wait_ready:
+            wait_until(ready, timeout=60, what="readyz")
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+def tagged_model(tag: float) -> bytes:
+    """A real, pickled scikit-learn estimator fitted on iris that predicts `tag` for any flower."""
+    from sklearn.datasets import load_iris
+    from sklearn.dummy import DummyRegressor
+
+    features, targets = load_iris(return_X_y=True)
+    return pickle.dumps(DummyRegressor(strategy="constant", constant=tag).fit(features, targets))
+
+
+class Models:
+    """Writes model versions to S3 in the layout the test handler (tests/handlers/tagged.py) loads."""
+
+    def __init__(self, s3_client: Any, bucket: str) -> None:
+        self.s3 = s3_client
+        self.bucket = bucket
+
+    def put_version(
+        self, prefix: str, version: int | None, tag: float, marker: str | None = None, extra: dict[str, bytes] | None = None
+    ) -> None:
+        """Upload a model predicting `tag`; `version` None writes a non-versioned model."""
+        folder = f"{prefix}/{version}/" if version is not None else f"{prefix}/"
+        files = {"model.pkl": tagged_model(tag), **(extra or {})}
+        for name, body in files.items():
+            self.s3.put_object(Bucket=self.bucket, Key=folder + name, Body=body)
+        if marker:
+            self.s3.put_object(Bucket=self.bucket, Key=folder + marker, Body=b"")
+
+    def delete_prefix(self, prefix: str) -> None:
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", ()):
+                self.s3.delete_object(Bucket=self.bucket, Key=item["Key"])
+
+
+def api_spec(models: dict[str, Any], name: str = "test-api", reloading: dict[str, Any] | None = None, **handler: Any) -> dict[str, Any]:
+    """A Cortex RealtimeAPI spec for the test handler."""
+    return {
+        "name": name,
+        "kind": "RealtimeAPI",
+        "handler": {
+            "type": "python",
+            "path": str(ROOT / "tests" / "handlers" / "tagged.py"),
+            "multi_model_reloading": models,
+            **handler,
+        },
+        "reloading": {"interval": 0.5, "settle": 0, **(reloading or {})},
+    }
