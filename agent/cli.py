@@ -11,11 +11,13 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +27,20 @@ from agent.api.http import create_app
 from agent.api.model_client import ModelClient
 from agent.boundaries import aws
 from agent.boundaries.s3 import S3
+from agent.boundaries.sns import Topic
 from agent.boundaries.sources import ModelObjects
+from agent.boundaries.sqs import Queue, QueueAdmin
 from agent.boundaries.store import ModelStore
 from agent.domain.errors import ReloaderError, SpecError
 from agent.domain.locations import S3Location, parse_location
-from agent.domain.settings import describe_settings
+from agent.domain.settings import ReloadingSettings, describe_settings
 from agent.domain.spec import LoadedSpec, load_spec
-from agent.engine.agent import Agent
+from agent.engine.agent import Agent, EventSource
+from agent.engine.consumer import QueueConsumer
+from agent.engine.event_sources import QueueEvents, TopicEvents
 from agent.engine.loaders import PythonLoader
 from agent.engine.registry import Registry
+from agent.engine.replica_queue import ReplicaQueue
 from agent.metrics import Metrics
 
 log = logging.getLogger("reloader")
@@ -138,6 +145,7 @@ class Service:
                 settings,
                 metrics,
             )
+            self.agent.event_sources += event_sources(api.name, settings, self.agent)
         self.app = create_app(self.handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop)
 
     def start(self) -> None:
@@ -149,6 +157,49 @@ class Service:
             self.agent.stop()
         if self._own_model_dir is not None:
             shutil.rmtree(self._own_model_dir, ignore_errors=True)
+
+
+def event_sources(api_name: str, settings: ReloadingSettings, agent: Agent) -> list[EventSource]:
+    """The SQS consumer of queue mode or topic mode, or nothing (polling only)."""
+    if not settings.event_driven:
+        return []
+    sqs_client = aws.client("sqs")
+
+    def count(operation: str) -> None:
+        agent.metrics.sqs_requests.labels(operation).inc()
+
+    def consumer(url: str, on_queue_missing: Callable[[], None] | None = None) -> QueueConsumer:
+        return QueueConsumer(
+            Queue(sqs_client, url, count),
+            agent.models,
+            agent.workers,
+            agent.registry,
+            agent.metrics,
+            settings.visibility_timeout,
+            on_queue_missing=on_queue_missing,
+        )
+
+    if settings.queue_url:
+        queue = Queue(sqs_client, settings.queue_url)
+        try:
+            if "RedrivePolicy" not in queue.attributes("RedrivePolicy"):
+                log.warning(
+                    "queue %s has no redrive policy: messages that keep failing are never set aside", settings.queue_url
+                )
+        except ReloaderError as error:
+            log.warning("cannot read the attributes of %s: %s", settings.queue_url, error)
+        return [QueueEvents(consumer(settings.queue_url))]
+    assert settings.topic_arn is not None
+    replica_queue = ReplicaQueue(
+        QueueAdmin(sqs_client),
+        Topic(aws.client("sns"), settings.topic_arn),
+        settings.queue_prefix,
+        api_name,
+        settings.replica_id or socket.gethostname(),
+        settings.visibility_timeout,
+        settings.heartbeat_interval,
+    )
+    return [TopicEvents(replica_queue, consumer)]
 
 
 def serve_command(args: argparse.Namespace) -> int:

@@ -70,3 +70,13 @@ def serve(aws_endpoint: str, tmp_path: Path) -> Iterator[ServeFactory]:
 
 
 __all__ = ["free_port"]
+
+
+@pytest.fixture(scope="session")
+def sqs_client(aws_endpoint: str):
+    return boto3.client("sqs", endpoint_url=aws_endpoint, region_name=REGION)
+
+
+@pytest.fixture(scope="session")
+def sns_client(aws_endpoint: str):
+    return boto3.client("sns", endpoint_url=aws_endpoint, region_name=REGION)
