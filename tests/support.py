@@ -240,3 +240,24 @@ def metric(server: Server, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     return 0.0
+
+
+class PrivateLocalStack:
+    """A LocalStack of one test's own, on its own port, that the test may stop and start again."""
+
+    def __init__(self, home: Path) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._env = {**os.environ, "LOCALSTACK_PORT": str(self.port), "LOCALSTACK_HOME": str(home)}
+
+    def start(self) -> None:
+        subprocess.run([str(LOCALSTACK_SCRIPT), "start"], check=True, env=self._env)
+
+    def stop(self) -> None:
+        subprocess.run([str(LOCALSTACK_SCRIPT), "stop"], check=True, env=self._env)
+        wait_until(lambda: not localstack_answers(self.endpoint), timeout=30, what="LocalStack to stop")
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1")

@@ -28,7 +28,7 @@ from agent.metrics import Metrics
 log = logging.getLogger(__name__)
 
 RETRY_VISIBILITY = 10  # seconds before a message whose reload hit a temporary failure is seen again
-BACKOFF_MAX = 30.0
+BACKOFF_MAX = 10.0  # seconds, the longest wait between receive attempts while SQS is unreachable
 
 
 @dataclass(frozen=True)

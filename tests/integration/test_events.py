@@ -172,3 +172,20 @@ def test_marker_mode_waits_for_the_marker(serve, s3_client, sqs_client, bucket):
     s3_client.put_object(Bucket=bucket, Key="m/2/_READY", Body=b"")
     wait_until(lambda: prediction(server) == 2.0, timeout=15, what="version 2 after its marker")
     assert server.post({}).json()["missing"] == []
+
+
+def test_without_a_marker_a_version_loads_once_its_listing_settles(serve, s3_client, sqs_client, bucket):
+    import time
+
+    # GIVEN an agent on events, with no ready marker and a settle window of 1 s
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0)
+    queue_url = notify_queue(s3_client, sqs_client, bucket)
+    reloading = {**NO_SCAN, "queue_url": queue_url, "settle": 1.0}
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading)))
+    # WHEN version 2 is uploaded
+    models.put_version("m", 2, tag=2.0)
+    uploaded = time.monotonic()
+    # THEN it is served, and not before its listing stayed unchanged for the settle window
+    wait_until(lambda: prediction(server) == 2.0, timeout=15, what="version 2 after settling")
+    assert time.monotonic() - uploaded >= 1.0
