@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint unit integration venv localstack-install clean
+.PHONY: demo test lint bench venv localstack-install clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -28,3 +28,6 @@ test: lint localstack-install
 
 clean:
 	rm -rf $(VENV) .localstack .mypy_cache .ruff_cache .pytest_cache
+
+bench: venv localstack-install
+	$(BIN)/python -m bench.reload

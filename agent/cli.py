@@ -125,6 +125,7 @@ class Service:
             handler_class, {"config": dict(api.handler.config), "model_client": ModelClient(self.registry)}
         )
         self.agent: Agent | None = None
+        self._s3: S3 | None = None
         self._own_model_dir: Path | None = None
         if models is not None:
             settings = api.reloading
@@ -132,10 +133,12 @@ class Service:
             if model_dir is None:
                 model_dir = self._own_model_dir = Path(tempfile.mkdtemp(prefix=f"reloader-{api.name}-"))
             metrics = Metrics()
-            s3 = None
+            s3 = self._s3 = None
             if not models.is_local:
                 client = s3_client or aws.client("s3")
-                s3 = S3(client, settings.download_concurrency, lambda op: metrics.s3_requests.labels(op).inc())
+                s3 = self._s3 = S3(
+                    client, settings.download_concurrency, lambda op: metrics.s3_requests.labels(op).inc()
+                )
             self.agent = Agent(
                 models,
                 ModelObjects(s3),
@@ -155,6 +158,8 @@ class Service:
     def stop(self) -> None:
         if self.agent is not None:
             self.agent.stop()
+        if self._s3 is not None:
+            self._s3.close()
         if self._own_model_dir is not None:
             shutil.rmtree(self._own_model_dir, ignore_errors=True)
 
