@@ -30,13 +30,12 @@ import boto3
 from tests.support import (
     Models,
     PrivateLocalStack,
-    Server,
     ServeFactory,
+    Server,
     api_spec,
     metric,
     notify_queue,
     tagged_model,
-    wait_until,
 )
 
 MARKER = "_READY"
