@@ -1,5 +1,9 @@
 """A handler without models, to test HTTP dispatch: what arrives, and what each return type becomes."""
 
+import os
+
+import helper  # found through the spec's python_path
+
 
 class Handler:
     def __init__(self, config):
@@ -20,4 +24,4 @@ class Handler:
         }
 
     def handle_get(self, query_params):
-        return [self.config.get("greeting"), query_params.get("q")]
+        return [self.config.get("greeting"), query_params.get("q"), os.environ.get("ECHO_SETTING"), helper.NAME]

@@ -14,7 +14,14 @@ def echo(serve):
     api = {
         "name": "echo",
         "kind": "RealtimeAPI",
-        "handler": {"type": "python", "path": str(ROOT / "tests/handlers/echo.py"), "config": {"greeting": "hi"}},
+        "handler": {
+            "type": "python",
+            "path": str(ROOT / "tests/handlers/echo.py"),
+            "config": {"greeting": "hi"},
+            "env": {"ECHO_SETTING": "from env"},
+            "python_path": str(ROOT / "tests/handlers/lib"),
+        },
+        "compute": {"cpu": 1},
     }
     return serve.start(serve.spec(api))
 
@@ -29,7 +36,8 @@ def test_bodies_and_results_travel_as_cortex_did(echo):
     raw = echo.http.post("/?return=bytes", json={})
     assert raw.content == b"\x00raw" and raw.headers["content-type"] == "application/octet-stream"
     assert echo.http.post("/?return=text", json={}).text == "plain text"
-    assert echo.http.get("/", params={"q": "x"}).json() == ["hi", "x"]
+    assert echo.http.get("/", params={"q": "x"}).json() == ["hi", "x", "from env", "from python_path"]
+    assert echo.log().count("not applicable") == 1 and "compute" in echo.log()
 
 
 def test_errors_say_what_went_wrong_without_leaking_internals(echo):
