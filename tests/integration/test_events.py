@@ -179,3 +179,25 @@ def test_without_a_marker_a_version_loads_once_its_listing_settles(serve, s3_cli
     # THEN it is served, and not before its listing stayed unchanged for the settle window
     wait_until(lambda: prediction(server) == 2.0, timeout=15, what="version 2 after settling")
     assert time.monotonic() - uploaded >= 1.0
+
+
+def test_topic_mode_serves_while_its_queue_cannot_be_made_and_subscribes_later(
+    serve, s3_client, sqs_client, sns_client, bucket
+):
+    # GIVEN an agent pointed at a topic that does not exist yet
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0)
+    topic_arn = f"arn:aws:sns:us-east-1:000000000000:models-{bucket}"
+    prefix = f"late{bucket[-8:]}"
+    reloading = {**NO_SCAN, "topic_arn": topic_arn, "queue_prefix": prefix, "replica_id": "r1"}
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading)))
+    # THEN it serves anyway, and says why it has no queue
+    assert prediction(server) == 1.0
+    assert "cannot create this replica's queue yet" in server.log()
+    # WHEN the topic appears THEN the agent subscribes in the background and events flow
+    assert notify_topic(s3_client, sns_client, bucket) == topic_arn
+    wait_until(lambda: "created this replica's queue after all" in server.log(), timeout=60, what="late subscription")
+    models.put_version("m", 2, tag=2.0)
+    wait_until(lambda: prediction(server) == 2.0, timeout=15, what="version 2 from the event")
+    server.stop()
+    assert sqs_client.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []) == []
