@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from functions.janitor.names import DLQ_SUFFIX
+
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = ROOT / "functions"
 
@@ -14,7 +16,6 @@ METRICS_NAMESPACE = "ModelReloader"
 # Fixed (queue-mode) queues are `<prefix>--fixed-<n>`: the double hyphen can never begin an agent-owned
 # `<prefix>-<api>-<replica>` name (API names and host names start with a letter or digit).
 FIXED_QUEUE_INFIX = "-fixed-"
-DLQ_SUFFIX = "-dlq"  # the agent's suffix too (agent.domain.fleet.DLQ_SUFFIX)
 
 # What leaves the bucket: the same two families in both routes.
 S3_EVENTS = ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
@@ -23,6 +24,9 @@ EVENTBRIDGE_DETAIL_TYPES = ("Object Created", "Object Deleted")
 # The janitor's Lambda: the asset is `functions/`, so the package keeps its name and relative imports.
 JANITOR_HANDLER = "janitor.handler.handler"
 POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/x86_64/{runtime}/{version}"
+
+
+__all__ = ["DLQ_SUFFIX"]  # the agent's suffix, via the janitor's copy of its names
 
 
 class Outputs:

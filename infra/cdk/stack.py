@@ -18,13 +18,15 @@ from infra.cdk.queues import FixedQueues
 
 
 class ModelReloaderStack(cdk.Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: StackConfig, **kwargs: object) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StackConfig, env: cdk.Environment | None = None
+    ) -> None:
         super().__init__(
             scope,
             construct_id,
+            env=env,
             description="model-reloader: models bucket, S3 events fan-out, replica access",
-            **kwargs,
-        )  # type: ignore[arg-type]
+        )
         self.config = config
         bucket_name = bucket_name_for(config)
         bucket_arn = bucket_arn_for(self, bucket_name)
