@@ -29,7 +29,7 @@ from botocore.exceptions import ClientError
 from .names import DLQ_SUFFIX, HEARTBEAT_TAG, SUBSCRIPTION_TAG, TOPIC_TAG
 from .settings import JanitorSettings
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("janitor")  # top level: Powertools copies its JSON config only to such loggers
 
 QUEUE_GONE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 SUBSCRIPTION_GONE = frozenset({"NotFound", "NotFoundException", "InvalidParameter", "ResourceNotFound"})

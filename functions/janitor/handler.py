@@ -14,11 +14,12 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from .core import Janitor
+from .core import logger as core_logger
 from .settings import JanitorSettings
 
 logger = Logger()
 metrics = Metrics()
-copy_config_to_registered_loggers(source_logger=logger, include={"janitor", __package__ or "janitor"})
+copy_config_to_registered_loggers(source_logger=logger, include={core_logger.name})
 
 
 @cache
