@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from infra.cdk.constants import FIXED_QUEUE_INFIX
+from infra.cdk.constants import FIXED_QUEUE_INFIX, STACK_NAME
 
 
 class EventRoute(StrEnum):
@@ -27,7 +27,7 @@ class ConfigError(ValueError):
 class StackConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
-    stack_name: str = Field("ModelReloader", alias="stackName", description="CloudFormation stack name.")
+    stack_name: str = Field(STACK_NAME, alias="stackName", description="CloudFormation stack name.")
     queue_prefix: str = Field(
         "reloader",
         alias="queuePrefix",

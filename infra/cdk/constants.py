@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from functions.janitor.names import DLQ_SUFFIX
-
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS_DIR = ROOT / "functions"
 
@@ -24,9 +22,6 @@ EVENTBRIDGE_DETAIL_TYPES = ("Object Created", "Object Deleted")
 # The janitor's Lambda: the asset is `functions/`, so the package keeps its name and relative imports.
 JANITOR_HANDLER = "janitor.handler.handler"
 POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/x86_64/{runtime}/{version}"
-
-
-__all__ = ["DLQ_SUFFIX"]  # the agent's suffix, via the janitor's copy of its names
 
 
 class Outputs:

@@ -10,8 +10,8 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from functions.janitor.names import DLQ_SUFFIX
 from infra.cdk.config import StackConfig
-from infra.cdk.constants import DLQ_SUFFIX
 
 
 class FixedQueues(Construct):

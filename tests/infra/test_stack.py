@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from agent.domain.settings import ReloadingSettings
-from infra.cdk.constants import DLQ_SUFFIX, EVENTBRIDGE_DETAIL_TYPES, JANITOR_HANDLER, S3_EVENTS, Outputs
+from functions.janitor.names import DLQ_SUFFIX
+from infra.cdk.constants import EVENTBRIDGE_DETAIL_TYPES, JANITOR_HANDLER, S3_EVENTS, Outputs
 from tests.infra.conftest import Template, synth
 
 # The variants a user can choose; each synthesises once per test run.
