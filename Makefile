@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint unit integration venv localstack-install clean
+.PHONY: demo test lint bench venv localstack-install clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -33,3 +33,6 @@ test: lint localstack-install node_modules/.installed
 
 clean:
 	rm -rf $(VENV) .localstack .mypy_cache .ruff_cache .pytest_cache node_modules cdk.out
+
+bench: venv localstack-install
+	$(BIN)/python -m bench.reload

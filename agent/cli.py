@@ -11,11 +11,13 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +27,20 @@ from agent.api.http import create_app
 from agent.api.model_client import ModelClient
 from agent.boundaries import aws
 from agent.boundaries.s3 import S3
+from agent.boundaries.sns import Topic
 from agent.boundaries.sources import ModelObjects
+from agent.boundaries.sqs import Queue, QueueAdmin
 from agent.boundaries.store import ModelStore
 from agent.domain.errors import ReloaderError, SpecError
 from agent.domain.locations import S3Location, parse_location
-from agent.domain.settings import describe_settings
+from agent.domain.settings import ReloadingSettings, describe_settings
 from agent.domain.spec import LoadedSpec, load_spec
-from agent.engine.agent import Agent
+from agent.engine.agent import Agent, EventSource
+from agent.engine.consumer import QueueConsumer
+from agent.engine.event_sources import QueueEvents, TopicEvents
 from agent.engine.loaders import PythonLoader
 from agent.engine.registry import Registry
+from agent.engine.replica_queue import ReplicaQueue
 from agent.metrics import Metrics
 
 log = logging.getLogger("reloader")
@@ -55,12 +62,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    settings = "\n".join(f"  {env:<30} {name} (default {default}): {text}" for name, env, default, text in describe_settings())
+    settings = "\n".join(
+        f"  {env:<30} {name} (default {default}): {text}" for name, env, default, text in describe_settings()
+    )
     parser = argparse.ArgumentParser(
         prog="reloader",
         description="Serve Cortex 0.35 style APIs whose models follow S3, reloaded from S3 event notifications.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="AWS endpoints and credentials come from the standard AWS environment (AWS_ENDPOINT_URL, AWS_REGION, ...).",
+        epilog="AWS endpoints and credentials come from the standard AWS environment "
+        "(AWS_ENDPOINT_URL, AWS_REGION, ...).",
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -84,7 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     push = commands.add_parser(
         "push",
         help="upload a local folder as a new version of a model",
-        description="Upload LOCAL_DIR to s3://bucket/prefix/model/VERSION/ in parallel; the ready marker is written last.",
+        description="Upload LOCAL_DIR to s3://bucket/prefix/model/VERSION/ in parallel; "
+        "the ready marker is written last.",
     )
     push.add_argument("local_dir", type=Path, help="the version's files")
     push.add_argument("destination", help="the model's path, s3://bucket/prefix/model/")
@@ -114,6 +125,7 @@ class Service:
             handler_class, {"config": dict(api.handler.config), "model_client": ModelClient(self.registry)}
         )
         self.agent: Agent | None = None
+        self._s3: S3 | None = None
         self._own_model_dir: Path | None = None
         if models is not None:
             settings = api.reloading
@@ -121,10 +133,12 @@ class Service:
             if model_dir is None:
                 model_dir = self._own_model_dir = Path(tempfile.mkdtemp(prefix=f"reloader-{api.name}-"))
             metrics = Metrics()
-            s3 = None
+            s3 = self._s3 = None
             if not models.is_local:
                 client = s3_client or aws.client("s3")
-                s3 = S3(client, settings.download_concurrency, lambda op: metrics.s3_requests.labels(op).inc())
+                s3 = self._s3 = S3(
+                    client, settings.download_concurrency, lambda op: metrics.s3_requests.labels(op).inc()
+                )
             self.agent = Agent(
                 models,
                 ModelObjects(s3),
@@ -134,6 +148,7 @@ class Service:
                 settings,
                 metrics,
             )
+            self.agent.event_sources += event_sources(api.name, settings, self.agent)
         self.app = create_app(self.handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop)
 
     def start(self) -> None:
@@ -143,8 +158,53 @@ class Service:
     def stop(self) -> None:
         if self.agent is not None:
             self.agent.stop()
+        if self._s3 is not None:
+            self._s3.close()
         if self._own_model_dir is not None:
             shutil.rmtree(self._own_model_dir, ignore_errors=True)
+
+
+def event_sources(api_name: str, settings: ReloadingSettings, agent: Agent) -> list[EventSource]:
+    """The SQS consumer of queue mode or topic mode, or nothing (polling only)."""
+    if not settings.event_driven:
+        return []
+    sqs_client = aws.client("sqs")
+
+    def count(operation: str) -> None:
+        agent.metrics.sqs_requests.labels(operation).inc()
+
+    def consumer(url: str, on_queue_missing: Callable[[], None] | None = None) -> QueueConsumer:
+        return QueueConsumer(
+            Queue(sqs_client, url, count),
+            agent.models,
+            agent.workers,
+            agent.registry,
+            agent.metrics,
+            settings.visibility_timeout,
+            on_queue_missing=on_queue_missing,
+        )
+
+    if settings.queue_url:
+        queue = Queue(sqs_client, settings.queue_url)
+        try:
+            if "RedrivePolicy" not in queue.attributes("RedrivePolicy"):
+                log.warning(
+                    "queue %s has no redrive policy: messages that keep failing are never set aside", settings.queue_url
+                )
+        except ReloaderError as error:
+            log.warning("cannot read the attributes of %s: %s", settings.queue_url, error)
+        return [QueueEvents(consumer(settings.queue_url))]
+    assert settings.topic_arn is not None
+    replica_queue = ReplicaQueue(
+        QueueAdmin(sqs_client),
+        Topic(aws.client("sns"), settings.topic_arn),
+        settings.queue_prefix,
+        api_name,
+        settings.replica_id or socket.gethostname(),
+        settings.visibility_timeout,
+        settings.heartbeat_interval,
+    )
+    return [TopicEvents(replica_queue, consumer)]
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -203,8 +263,10 @@ def push_command(args: argparse.Namespace) -> int:
 
     source: Path = args.local_dir
     if not source.is_dir():
-        print(f"reloader: expected a folder to push, found {'a file' if source.exists() else 'nothing'} at {source}",
-              file=sys.stderr)
+        print(
+            f"reloader: expected a folder to push, found {'a file' if source.exists() else 'nothing'} at {source}",
+            file=sys.stderr,
+        )
         return 2
     try:
         destination = parse_location(args.destination)
@@ -217,8 +279,11 @@ def push_command(args: argparse.Namespace) -> int:
     version = args.version if args.version is not None else int(time.time())
     marker = None if args.no_marker else args.marker
     target = destination.child(str(version))
-    files = [(path, target.key_prefix + path.relative_to(source).as_posix())
-             for path in sorted(source.rglob("*")) if path.is_file()]
+    files = [
+        (path, target.key_prefix + path.relative_to(source).as_posix())
+        for path in sorted(source.rglob("*"))
+        if path.is_file()
+    ]
     if not files:
         print(f"reloader: {source} holds no files", file=sys.stderr)
         return 2
@@ -226,7 +291,9 @@ def push_command(args: argparse.Namespace) -> int:
     if marker:
         s3.delete(target.bucket, target.key_prefix + marker)  # an in-place re-push is not loadable until done
     total = sum(path.stat().st_size for path, _ in files)
-    with tqdm(total=total, unit="B", unit_scale=True, desc=f"version {version}", disable=not sys.stderr.isatty()) as bar:
+    with tqdm(
+        total=total, unit="B", unit_scale=True, desc=f"version {version}", disable=not sys.stderr.isatty()
+    ) as bar:
         s3.upload(files, target.bucket, on_progress=bar.update)
     if marker:
         s3.put(target.bucket, target.key_prefix + marker)

@@ -99,15 +99,22 @@ class ServeFactory:
         path.write_text(yaml.safe_dump([api]))
         return path
 
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """Run a `reloader` command to completion."""
         return subprocess.run(
             [sys.executable, "-m", "agent.cli", *args],
-            capture_output=True, text=True, timeout=timeout,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             env={**os.environ, "AWS_ENDPOINT_URL": self.endpoint, **(env or {})},
         )
 
-    def start(self, spec: Path, env: dict[str, str] | None = None, wait_ready: bool = True, api: str | None = None) -> Server:
+    def start(
+        self, spec: Path, env: dict[str, str] | None = None, wait_ready: bool = True, api: str | None = None
+    ) -> Server:
         port = free_port()
         log_path = self.tmp_path / f"serve-{port}.log"
         command = [sys.executable, "-m", "agent.cli", "serve", str(spec), "--port", str(port)]
@@ -115,7 +122,8 @@ class ServeFactory:
             command += ["--api", api]
         process = subprocess.Popen(
             command,
-            stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
             env={**os.environ, "AWS_ENDPOINT_URL": self.endpoint, **(env or {})},
         )
         server = Server(process, f"http://127.0.0.1:{port}", log_path)
@@ -152,7 +160,12 @@ class Models:
         self.bucket = bucket
 
     def put_version(
-        self, prefix: str, version: int | None, tag: float, marker: str | None = None, extra: dict[str, bytes] | None = None
+        self,
+        prefix: str,
+        version: int | None,
+        tag: float,
+        marker: str | None = None,
+        extra: dict[str, bytes] | None = None,
     ) -> None:
         """Upload a model predicting `tag`; `version` None writes a non-versioned model."""
         folder = f"{prefix}/{version}/" if version is not None else f"{prefix}/"
@@ -168,7 +181,9 @@ class Models:
                 self.s3.delete_object(Bucket=self.bucket, Key=item["Key"])
 
 
-def api_spec(models: dict[str, Any], name: str = "test-api", reloading: dict[str, Any] | None = None, **handler: Any) -> dict[str, Any]:
+def api_spec(
+    models: dict[str, Any], name: str = "test-api", reloading: dict[str, Any] | None = None, **handler: Any
+) -> dict[str, Any]:
     """A Cortex RealtimeAPI spec for the test handler."""
     return {
         "name": name,
@@ -181,3 +196,68 @@ def api_spec(models: dict[str, Any], name: str = "test-api", reloading: dict[str
         },
         "reloading": {"interval": 0.5, "settle": 0, **(reloading or {})},
     }
+
+
+S3_EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+
+
+def notify_queue(s3_client: Any, sqs_client: Any, bucket: str, prefix: str = "") -> str:
+    """A queue (with a dead-letter queue) that receives the bucket's S3 notifications; returns its URL."""
+    import json
+    import uuid
+
+    name = f"events-{uuid.uuid4().hex[:10]}"
+    dead = sqs_client.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dead_arn = sqs_client.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": 3})
+    url = sqs_client.create_queue(QueueName=name, Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+    arn = sqs_client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rule = {"QueueArn": arn, "Events": S3_EVENTS}
+    if prefix:
+        rule["Filter"] = {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}
+    s3_client.put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [rule]}
+    )
+    return str(url)
+
+
+def notify_topic(s3_client: Any, sns_client: Any, bucket: str) -> str:
+    """An SNS topic that receives the bucket's S3 notifications; returns its ARN."""
+    arn = sns_client.create_topic(Name=f"models-{bucket}")["TopicArn"]
+    s3_client.put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration={"TopicConfigurations": [{"TopicArn": arn, "Events": S3_EVENTS}]}
+    )
+    return str(arn)
+
+
+def metric(server: Server, name: str, **labels: str) -> float:
+    """The value of one sample of `/metrics` (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = server.http.get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+class PrivateLocalStack:
+    """A LocalStack of one test's own, on its own port, that the test may stop and start again."""
+
+    def __init__(self, home: Path) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._env = {**os.environ, "LOCALSTACK_PORT": str(self.port), "LOCALSTACK_HOME": str(home)}
+
+    def start(self) -> None:
+        subprocess.run([str(LOCALSTACK_SCRIPT), "start"], check=True, env=self._env)
+
+    def stop(self) -> None:
+        subprocess.run([str(LOCALSTACK_SCRIPT), "stop"], check=True, env=self._env)
+        wait_until(lambda: not localstack_answers(self.endpoint), timeout=30, what="LocalStack to stop")
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1")
