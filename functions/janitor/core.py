@@ -69,9 +69,7 @@ class Sweep:
 
 
 class Janitor:
-    def __init__(
-        self, sqs: Any, sns: Any, settings: JanitorSettings, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, sqs: Any, sns: Any, settings: JanitorSettings, clock: Callable[[], float] = time.time) -> None:
         self._sqs = sqs
         self._sns = sns
         self._settings = settings
@@ -135,12 +133,8 @@ class Janitor:
 
     def _tags(self, url: str) -> dict[str, str] | None:
         """The queue's tags, or None when it is gone."""
-        try:
-            return dict(self._sqs.list_queue_tags(QueueUrl=url).get("Tags", {}))
-        except ClientError as error:
-            if _code(error) in QUEUE_GONE:
-                return None
-            raise
+        response = _unless_gone(QUEUE_GONE, self._sqs.list_queue_tags, QueueUrl=url)
+        return None if response is None else dict(response.get("Tags", {}))
 
     def _unsubscribe(self, url: str, tags: Mapping[str, str]) -> None:
         """By the subscription tag; without one, or if it no longer resolves, by the topic's
@@ -155,39 +149,31 @@ class Janitor:
         for page in paginator.paginate(TopicArn=tags.get(TOPIC_TAG, self._settings.topic_arn)):
             for subscription in page.get("Subscriptions", ()):
                 arn = subscription.get("SubscriptionArn", "")
-                if subscription.get("Endpoint") == queue_arn and arn.startswith(
-                    "arn:"
-                ):  # not PendingConfirmation
+                if subscription.get("Endpoint") == queue_arn and arn.startswith("arn:"):  # not PendingConfirmation
                     self._unsubscribe_arn(arn)
 
     def _unsubscribe_arn(self, arn: str) -> bool:
         """True when unsubscribed; False when the subscription was not found."""
-        try:
-            self._sns.unsubscribe(SubscriptionArn=arn)
-        except ClientError as error:
-            if _code(error) in SUBSCRIPTION_GONE:
-                return False
-            raise
-        return True
+        return _unless_gone(SUBSCRIPTION_GONE, self._sns.unsubscribe, SubscriptionArn=arn) is not None
 
     def _queue_arn(self, url: str) -> str | None:
-        try:
-            attributes = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-        except ClientError as error:
-            if _code(error) in QUEUE_GONE:
-                return None
-            raise
-        return str(attributes["Attributes"]["QueueArn"])
+        response = _unless_gone(QUEUE_GONE, self._sqs.get_queue_attributes, QueueUrl=url, AttributeNames=["QueueArn"])
+        return None if response is None else str(response["Attributes"]["QueueArn"])
 
     def _delete_queue(self, url: str) -> bool:
         """True when this call deleted it; False when it was gone already (another sweep, say)."""
-        try:
-            self._sqs.delete_queue(QueueUrl=url)
-        except ClientError as error:
-            if _code(error) in QUEUE_GONE:
-                return False
-            raise
-        return True
+        return _unless_gone(QUEUE_GONE, self._sqs.delete_queue, QueueUrl=url) is not None
+
+
+def _unless_gone(gone: frozenset[str], operation: Callable[..., Any], **parameters: Any) -> Any:
+    """The operation's response, or None when its target no longer exists: the error codes in `gone`
+    mean another sweep (or the replica itself) got there first, which is not a failure."""
+    try:
+        return operation(**parameters)
+    except ClientError as error:
+        if _code(error) in gone:
+            return None
+        raise
 
 
 def _code(error: ClientError) -> str:
