@@ -9,25 +9,30 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,infra]'
 	touch $@
 
 localstack-install:
 	scripts/localstack.sh install
 
+# The CDK CLI and cdklocal, pinned in package-lock.json, for the deployment tests.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 demo: venv localstack-install
 	scripts/demo.sh
 
 lint: venv
-	$(BIN)/ruff check agent tests examples bench
+	$(BIN)/ruff check agent functions infra tests examples bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint localstack-install
+test: lint localstack-install node_modules/.installed
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .localstack .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .localstack .mypy_cache .ruff_cache .pytest_cache node_modules cdk.out
 
 bench: venv localstack-install
 	$(BIN)/python -m bench.reload
