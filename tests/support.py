@@ -120,7 +120,12 @@ class ServeFactory:
         )
 
     def start(
-        self, spec: Path, env: dict[str, str] | None = None, wait_ready: bool = True, api: str | None = None
+        self,
+        spec: Path,
+        env: dict[str, str] | None = None,
+        wait_ready: bool = True,
+        api: str | None = None,
+        ready_timeout: float = 60,
     ) -> Server:
         port = free_port()
         log_path = self.tmp_path / f"serve-{port}.log"
@@ -142,7 +147,7 @@ class ServeFactory:
             return httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200
 
         if wait_ready:
-            wait_until(ready, timeout=60, what="readyz")
+            wait_until(ready, timeout=ready_timeout, interval=0.2, what="readyz")
         return server
 
     def stop_all(self) -> None:
