@@ -162,7 +162,6 @@ class Bench:
                         (f"zoo/model-{index:05d}/1/{MARKER}", b""),
                     ):
                         pool.submit(self.s3.put_object, Bucket=bucket, Key=key, Body=data)
-            uploaded = time.monotonic() - started
             reloading = {"ready_marker": MARKER, "interval": 3600, "queue_url": notify_queue(self.s3, self.sqs, bucket)}
             started = time.monotonic()
             server = self.start(bucket, {"dir": f"s3://{bucket}/zoo"}, reloading)
