@@ -154,7 +154,6 @@ class Bench:
         for size in sizes:
             bucket = self.bucket()
             body = tagged_model(1.0)
-            started = time.monotonic()
             with ThreadPoolExecutor(32) as pool:
                 for index in range(size):
                     for key, data in (
