@@ -141,7 +141,7 @@ class Service:
             self.agent = Agent(
                 models,
                 ModelObjects(s3),
-                ModelStore(model_dir),
+                ModelStore(model_dir, settings.retire_after),
                 PythonLoader(self.handler.load_model),
                 self.registry,
                 settings,

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -24,8 +25,9 @@ TEMP_PREFIX = ".partial-"
 
 
 class ModelStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, retire_after: float = 0.0) -> None:
         self.root = root
+        self._retire_after = retire_after
 
     def folder(self, model: str, version: int, fingerprint: str) -> Path:
         return self.root / model / f"{version}-{fingerprint[:12]}"
@@ -54,6 +56,16 @@ class ModelStore:
             shutil.rmtree(folder, ignore_errors=True)
             with contextlib.suppress(OSError):  # other versions are still there
                 folder.parent.rmdir()
+
+    def retire(self, folder: Path) -> None:
+        """Remove the folder of a version that just stopped serving, once requests that started on it
+        had time to finish (`retire_after` seconds): a model may still read its files lazily."""
+        if self._retire_after <= 0:
+            self.remove(folder)
+            return
+        timer = threading.Timer(self._retire_after, self.remove, [folder])
+        timer.daemon = True
+        timer.start()
 
     def clean(self, keep: Callable[[Path], bool] = lambda _: False) -> None:
         """Remove partial downloads left by a crash, and version folders `keep` does not claim."""

@@ -27,6 +27,9 @@ class ReloadingSettings(BaseSettings):
         None, description="Local folder models are downloaded to. Default: a folder per API under the temp dir."
     )
     workers: int = Field(8, ge=1, le=256, description="Models reconciled in parallel.")
+    retire_after: float = Field(
+        30.0, ge=0, description="Seconds a replaced version's folder is kept for requests still using it."
+    )
     download_concurrency: int = Field(10, ge=1, le=100, description="Parallel S3 GETs per version.")
     retry_backoff: float = Field(1.0, gt=0, description="Seconds before the first retry of a failed version.")
     retry_backoff_max: float = Field(60.0, gt=0, description="Cap, in seconds, of the doubling retry delay.")

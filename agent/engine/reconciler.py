@@ -138,7 +138,7 @@ class Reconciler:
         memory.failures.pop(version, None)
         if old is not None and old.path != folder:
             self._loader.unload(model, version, old.value)
-            self._store.remove(old.path)
+            self._store.retire(old.path)
         del old
         self._metrics.load_duration.labels(model).observe(now - started)
         if request.event_time is not None:
@@ -172,7 +172,7 @@ class Reconciler:
         old = self._registry.remove(model, action.version)
         if old is not None:
             self._loader.unload(model, action.version, old.value)
-            self._store.remove(old.path)
+            self._store.retire(old.path)
             log.info(
                 "unloaded %s version %s: %s",
                 model,

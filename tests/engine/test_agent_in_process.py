@@ -89,3 +89,14 @@ def test_requests_for_one_model_coalesce_and_models_run_in_parallel():
         assert calls.count("a") == 2
     finally:
         workers.stop()
+
+
+def test_a_retired_folder_outlives_the_swap_for_in_flight_requests(tmp_path):
+    from agent.boundaries.store import ModelStore
+    from tests.support import wait_until
+
+    store = ModelStore(tmp_path, retire_after=0.3)
+    folder = store.install("m", 1, "f" * 16, lambda into: (into / "weights").write_text("w"))
+    store.retire(folder)
+    assert (folder / "weights").exists()  # a request that started on it can still read it
+    wait_until(lambda: not folder.exists(), timeout=5, what="the retired folder removed")
