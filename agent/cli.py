@@ -55,12 +55,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    settings = "\n".join(f"  {env:<30} {name} (default {default}): {text}" for name, env, default, text in describe_settings())
+    settings = "\n".join(
+        f"  {env:<30} {name} (default {default}): {text}" for name, env, default, text in describe_settings()
+    )
     parser = argparse.ArgumentParser(
         prog="reloader",
         description="Serve Cortex 0.35 style APIs whose models follow S3, reloaded from S3 event notifications.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="AWS endpoints and credentials come from the standard AWS environment (AWS_ENDPOINT_URL, AWS_REGION, ...).",
+        epilog="AWS endpoints and credentials come from the standard AWS environment "
+        "(AWS_ENDPOINT_URL, AWS_REGION, ...).",
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -84,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     push = commands.add_parser(
         "push",
         help="upload a local folder as a new version of a model",
-        description="Upload LOCAL_DIR to s3://bucket/prefix/model/VERSION/ in parallel; the ready marker is written last.",
+        description="Upload LOCAL_DIR to s3://bucket/prefix/model/VERSION/ in parallel; "
+        "the ready marker is written last.",
     )
     push.add_argument("local_dir", type=Path, help="the version's files")
     push.add_argument("destination", help="the model's path, s3://bucket/prefix/model/")
@@ -203,8 +207,10 @@ def push_command(args: argparse.Namespace) -> int:
 
     source: Path = args.local_dir
     if not source.is_dir():
-        print(f"reloader: expected a folder to push, found {'a file' if source.exists() else 'nothing'} at {source}",
-              file=sys.stderr)
+        print(
+            f"reloader: expected a folder to push, found {'a file' if source.exists() else 'nothing'} at {source}",
+            file=sys.stderr,
+        )
         return 2
     try:
         destination = parse_location(args.destination)
@@ -217,8 +223,11 @@ def push_command(args: argparse.Namespace) -> int:
     version = args.version if args.version is not None else int(time.time())
     marker = None if args.no_marker else args.marker
     target = destination.child(str(version))
-    files = [(path, target.key_prefix + path.relative_to(source).as_posix())
-             for path in sorted(source.rglob("*")) if path.is_file()]
+    files = [
+        (path, target.key_prefix + path.relative_to(source).as_posix())
+        for path in sorted(source.rglob("*"))
+        if path.is_file()
+    ]
     if not files:
         print(f"reloader: {source} holds no files", file=sys.stderr)
         return 2
@@ -226,7 +235,9 @@ def push_command(args: argparse.Namespace) -> int:
     if marker:
         s3.delete(target.bucket, target.key_prefix + marker)  # an in-place re-push is not loadable until done
     total = sum(path.stat().st_size for path, _ in files)
-    with tqdm(total=total, unit="B", unit_scale=True, desc=f"version {version}", disable=not sys.stderr.isatty()) as bar:
+    with tqdm(
+        total=total, unit="B", unit_scale=True, desc=f"version {version}", disable=not sys.stderr.isatty()
+    ) as bar:
         s3.upload(files, target.bucket, on_progress=bar.update)
     if marker:
         s3.put(target.bucket, target.key_prefix + marker)

@@ -23,16 +23,23 @@ class Metrics:
             registry=r,
         )
         self.load_duration = Histogram(
-            "reloader_load_duration_seconds", "Download plus load of one version.", ["model"],
-            buckets=RELOAD_BUCKETS, registry=r,
+            "reloader_load_duration_seconds",
+            "Download plus load of one version.",
+            ["model"],
+            buckets=RELOAD_BUCKETS,
+            registry=r,
         )
         self.events = Counter(
-            "reloader_events_total", "S3 events received, by outcome (applied, ignored, failed).",
-            ["outcome"], registry=r,
+            "reloader_events_total",
+            "S3 events received, by outcome (applied, ignored, failed).",
+            ["outcome"],
+            registry=r,
         )
         self.messages = Counter(
-            "reloader_messages_total", "SQS messages, by what became of them (deleted, left).",
-            ["result"], registry=r,
+            "reloader_messages_total",
+            "SQS messages, by what became of them (deleted, left).",
+            ["result"],
+            registry=r,
         )
         self.drift = Counter(
             "reloader_scan_drift_total", "Changes a full scan found that no event announced.", ["model"], registry=r
@@ -44,9 +51,7 @@ class Metrics:
         self.sqs_requests = Counter(
             "reloader_sqs_requests_total", "SQS API calls, by operation.", ["operation"], registry=r
         )
-        self.versions_loaded = Gauge(
-            "reloader_versions_loaded", "Versions serving, per model.", ["model"], registry=r
-        )
+        self.versions_loaded = Gauge("reloader_versions_loaded", "Versions serving, per model.", ["model"], registry=r)
         self.load_failures = Counter(
             "reloader_load_failures_total", "Versions that failed to download or load.", ["model"], registry=r
         )

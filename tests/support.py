@@ -99,15 +99,22 @@ class ServeFactory:
         path.write_text(yaml.safe_dump([api]))
         return path
 
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """Run a `reloader` command to completion."""
         return subprocess.run(
             [sys.executable, "-m", "agent.cli", *args],
-            capture_output=True, text=True, timeout=timeout,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             env={**os.environ, "AWS_ENDPOINT_URL": self.endpoint, **(env or {})},
         )
 
-    def start(self, spec: Path, env: dict[str, str] | None = None, wait_ready: bool = True, api: str | None = None) -> Server:
+    def start(
+        self, spec: Path, env: dict[str, str] | None = None, wait_ready: bool = True, api: str | None = None
+    ) -> Server:
         port = free_port()
         log_path = self.tmp_path / f"serve-{port}.log"
         command = [sys.executable, "-m", "agent.cli", "serve", str(spec), "--port", str(port)]
@@ -115,7 +122,8 @@ class ServeFactory:
             command += ["--api", api]
         process = subprocess.Popen(
             command,
-            stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
             env={**os.environ, "AWS_ENDPOINT_URL": self.endpoint, **(env or {})},
         )
         server = Server(process, f"http://127.0.0.1:{port}", log_path)
@@ -152,7 +160,12 @@ class Models:
         self.bucket = bucket
 
     def put_version(
-        self, prefix: str, version: int | None, tag: float, marker: str | None = None, extra: dict[str, bytes] | None = None
+        self,
+        prefix: str,
+        version: int | None,
+        tag: float,
+        marker: str | None = None,
+        extra: dict[str, bytes] | None = None,
     ) -> None:
         """Upload a model predicting `tag`; `version` None writes a non-versioned model."""
         folder = f"{prefix}/{version}/" if version is not None else f"{prefix}/"
@@ -168,7 +181,9 @@ class Models:
                 self.s3.delete_object(Bucket=self.bucket, Key=item["Key"])
 
 
-def api_spec(models: dict[str, Any], name: str = "test-api", reloading: dict[str, Any] | None = None, **handler: Any) -> dict[str, Any]:
+def api_spec(
+    models: dict[str, Any], name: str = "test-api", reloading: dict[str, Any] | None = None, **handler: Any
+) -> dict[str, Any]:
     """A Cortex RealtimeAPI spec for the test handler."""
     return {
         "name": name,

@@ -50,7 +50,6 @@ def check_handler(handler_class: type, needs_load_model: bool) -> None:
         raise SpecError("handler: expected Handler to define at least one of handle_post, handle_get, ...")
 
 
-
 def call_with_declared(function: Callable[..., Any], available: dict[str, Any]) -> Any:
     """Call `function` with the keyword arguments it declares, from `available`."""
     parameters = inspect.signature(function).parameters

@@ -25,27 +25,37 @@ from agent.engine.agent import Agent
 log = logging.getLogger(__name__)
 
 
-def create_app(handler: Any, agent: Agent | None, threads: int = 1, on_shutdown: Callable[[], None] | None = None) -> Starlette:
-    limiter = anyio.CapacityLimiter(threads)
-    methods = [m.upper() for m in HTTP_METHODS if callable(getattr(handler, f"handle_{m}", None))]
+class HandlerEndpoint:
+    """`/`: the request's method goes to `handle_<method>` with the arguments it declares."""
 
-    async def root(request: Request) -> Response:
-        method = getattr(handler, f"handle_{request.method.lower()}", None)
+    def __init__(self, handler: Any, threads: int) -> None:
+        self._handler = handler
+        self._limiter = anyio.CapacityLimiter(threads)
+        self.methods = [m.upper() for m in HTTP_METHODS if callable(getattr(handler, f"handle_{m}", None))]
+
+    async def handle(self, request: Request) -> Response:
+        method = getattr(self._handler, f"handle_{request.method.lower()}", None)
         if method is None:
-            return JSONResponse({"error": f"{request.method} is not handled; allowed: {methods}"}, 405)
+            return JSONResponse({"error": f"{request.method} is not handled; allowed: {self.methods}"}, 405)
         try:
             payload = await _payload(request)
         except ValueError as error:
             return JSONResponse({"error": str(error)}, 400)
         arguments = {"payload": payload, "query_params": dict(request.query_params), "headers": dict(request.headers)}
         try:
-            result = await anyio.to_thread.run_sync(call_with_declared, method, arguments, limiter=limiter)
+            result = await anyio.to_thread.run_sync(call_with_declared, method, arguments, limiter=self._limiter)
         except ModelNotFoundError as error:
             return JSONResponse({"error": str(error)}, 404)
         except Exception:
             log.exception("handle_%s raised", request.method.lower())
             return JSONResponse({"error": "the handler raised an exception; see the server log"}, 500)
         return _response(result)
+
+
+def create_app(
+    handler: Any, agent: Agent | None, threads: int = 1, on_shutdown: Callable[[], None] | None = None
+) -> Starlette:
+    """The app for a handler (None: the agent alone, as a sidecar) and its agent (None: no models)."""
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
@@ -68,16 +78,17 @@ def create_app(handler: Any, agent: Agent | None, threads: int = 1, on_shutdown:
         if on_shutdown is not None:
             await anyio.to_thread.run_sync(on_shutdown)
 
-    return Starlette(
-        routes=[
-            Route("/", root, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/models", models),
-            Route("/metrics", metrics),
-        ],
-        lifespan=lifespan,
-    )
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/models", models),
+        Route("/metrics", metrics),
+    ]
+    if handler is not None:
+        routes.append(
+            Route("/", HandlerEndpoint(handler, threads).handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+        )
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 async def _payload(request: Request) -> Any:
@@ -89,7 +100,9 @@ async def _payload(request: Request) -> Any:
         try:
             return json.loads(body)
         except json.JSONDecodeError as error:
-            raise ValueError(f"expected a JSON body (Content-Type is {content_type}), found invalid JSON: {error}") from None
+            raise ValueError(
+                f"expected a JSON body (Content-Type is {content_type}), found invalid JSON: {error}"
+            ) from None
     if content_type.startswith("text/"):
         return body.decode(errors="replace")
     if content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):

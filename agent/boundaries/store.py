@@ -9,6 +9,7 @@ choice (`folder_name`): `<version>-<fingerprint>` by default; TF Serving needs i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -60,10 +61,8 @@ class ModelStore:
         """Remove a version's folder (and its model's folder once empty)."""
         if folder.is_relative_to(self.root):
             shutil.rmtree(folder, ignore_errors=True)
-            try:
+            with contextlib.suppress(OSError):  # other versions are still there
                 folder.parent.rmdir()
-            except OSError:
-                pass  # other versions still there
 
     def clean(self, keep: Callable[[Path], bool] = lambda _: False) -> None:
         """Remove partial downloads left by a crash, and version folders `keep` does not claim."""

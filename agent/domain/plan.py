@@ -85,12 +85,8 @@ def plan(
         if current == candidate.fingerprint:
             continue
         if settle > 0:
-            seen = sightings.get(version)
-            if seen is None or seen.fingerprint != candidate.fingerprint:
-                seen = Sighting(candidate.fingerprint, now)
-            new_sightings[version] = seen
-            settled_at = min(seen.since + settle, candidate.newest_change + max(settle, SETTLED_BY_AGE))
-            if now < settled_at:
+            seen = new_sightings[version] = _sighting(sightings.get(version), candidate, now)
+            if now < min(seen.since + settle, candidate.newest_change + max(settle, SETTLED_BY_AGE)):
                 wakes.append(seen.since + settle)
                 continue
         failure = failures.get(version)
@@ -106,3 +102,10 @@ def plan(
         elif present.awaiting_marker:
             unloads.append(Unload(version, "its ready marker was removed"))
     return Plan(tuple(loads + unloads), min(wakes, default=None), new_sightings)
+
+
+def _sighting(previous: Sighting | None, candidate: VersionListing, now: float) -> Sighting:
+    """The sighting of `candidate`: the previous one while its listing is unchanged, else a new one."""
+    if previous is not None and previous.fingerprint == candidate.fingerprint:
+        return previous
+    return Sighting(candidate.fingerprint, now)

@@ -50,13 +50,12 @@ class ModelSet:
         if isinstance(self.directory, S3Location):
             if bucket != self.directory.bucket or not key.startswith(self.directory.key_prefix):
                 return None
-            name = key[len(self.directory.key_prefix) :].split("/", 1)[0]
-            has_child = "/" in key[len(self.directory.key_prefix) :]
-            return name if has_child and is_model_name(name) else None
+            name, slash, _ = key[len(self.directory.key_prefix) :].partition("/")
+            return name if slash and is_model_name(name) else None
         for prefix in _ancestors(key):
-            name = self._by_prefix.get((bucket, prefix))
-            if name is not None:
-                return name
+            owner = self._by_prefix.get((bucket, prefix))
+            if owner is not None:
+                return owner
         return None
 
     def locations(self) -> Iterator[Location]:

@@ -111,8 +111,7 @@ def discover(
     others = sorted({obj.key for obj in top_files} | (set(by_folder) - version_folders))
     if others:
         return ModelListing(
-            error="expected only integer version folders, found other entries beside them: "
-            + ", ".join(others[:5])
+            error="expected only integer version folders, found other entries beside them: " + ", ".join(others[:5])
         )
     versions = {}
     for name in version_folders:

@@ -15,7 +15,7 @@ from agent.engine.loaders import Loader
 from agent.engine.reconciler import Outcome, Reconciler
 from agent.engine.registry import Registry
 from agent.engine.scanner import PeriodicScan, Scanner
-from agent.engine.workers import ModelWorkers
+from agent.engine.workers import ModelWorkers, Request
 from agent.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -46,9 +46,7 @@ class Agent:
         self.registry = registry
         self.metrics = metrics or Metrics()
         self.store = store
-        self.workers: ModelWorkers[Outcome] = ModelWorkers(
-            lambda model, request: self.reconciler(model, request), settings.workers
-        )
+        self.workers: ModelWorkers[Outcome] = ModelWorkers(self._reconcile, settings.workers)
         self.reconciler = Reconciler(
             models, objects, store, loader, registry, settings, self.metrics, self.workers.at, completeness
         )
@@ -76,6 +74,9 @@ class Agent:
             source.stop()
         self._periodic.stop()
         self.workers.stop()
+
+    def _reconcile(self, model: str, request: Request) -> Outcome:
+        return self.reconciler(model, request)
 
     def _after_first_scan(self) -> None:
         self._periodic.first_scan_done.wait()

@@ -76,8 +76,10 @@ class Reconciler:
         memory = self._memory.setdefault(model, _ModelMemory())
         source = self._models.source(model)
         try:
-            objects = request.objects if request.objects is not None else (
-                self._objects.list(source.location) if source is not None else []
+            objects = (
+                request.objects
+                if request.objects is not None
+                else (self._objects.list(source.location) if source is not None else [])
             )
         except ReloaderError as error:
             self._report_model_error(model, memory, f"cannot list the model: {error}")
@@ -152,8 +154,13 @@ class Reconciler:
         self._registry.set_state(model, version, "failed", listing.fingerprint, error, attempts)
         self._metrics.load_failures.labels(model).inc()
         if attempts == 1:
-            log.warning("%s version %s failed: %s (retrying with backoff)", model, version, error,
-                        extra={"model": model, "version": version})
+            log.warning(
+                "%s version %s failed: %s (retrying with backoff)",
+                model,
+                version,
+                error,
+                extra={"model": model, "version": version},
+            )
         self._schedule(self._clock() + delay, model)
         return Outcome(model, error=error, temporary=temporary)
 
@@ -162,8 +169,13 @@ class Reconciler:
         if old is not None:
             self._loader.unload(model, action.version, old.value)
             self._store.remove(old.path)
-            log.info("unloaded %s version %s: %s", model, action.version, action.reason,
-                     extra={"model": model, "version": action.version})
+            log.info(
+                "unloaded %s version %s: %s",
+                model,
+                action.version,
+                action.reason,
+                extra={"model": model, "version": action.version},
+            )
         del old
 
     def _report_model_error(self, model: str, memory: _ModelMemory, error: str | None) -> None:

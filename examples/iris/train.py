@@ -1,6 +1,6 @@
 """Train a scikit-learn iris classifier (the dataset ships inside scikit-learn) and save one version folder.
 
-    python train.py OUT_DIR --version N [--estimators K]
+python train.py OUT_DIR --version N [--estimators K]
 """
 
 import argparse

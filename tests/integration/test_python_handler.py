@@ -39,3 +39,182 @@ def test_versions_are_added_updated_in_place_and_removed(serve, s3_client, bucke
     assert missing.status_code == 404
     assert "no version 2" in missing.json()["error"]
     assert server.version("test-api")["loaded"] == [1]
+
+
+def test_a_non_versioned_model_is_served_as_version_1(serve, s3_client, bucket):
+    # GIVEN files directly under the model prefix
+    Models(s3_client, bucket).put_version("flat/model", None, tag=7.0)
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/flat/model/"})))
+    # THEN it answers as version 1
+    assert prediction(server) == 7.0
+    assert prediction(server, version=1) == 7.0
+    assert server.version("test-api")["loaded"] == [1]
+
+
+def test_paths_serve_two_models_by_name(serve, s3_client, bucket):
+    models = Models(s3_client, bucket)
+    models.put_version("a", 1, tag=1.0)
+    models.put_version("b", 3, tag=3.0)
+    paths = [{"name": "alpha", "path": f"s3://{bucket}/a"}, {"name": "beta", "path": f"s3://{bucket}/b"}]
+    server = serve.start(serve.spec(api_spec({"paths": paths})))
+    assert prediction(server, model="alpha") == 1.0
+    assert prediction(server, model="beta") == 3.0
+    # a name is required with several models; an unknown one is a 404 that says what is loaded
+    unnamed = server.post({})
+    assert unnamed.status_code == 404 and "model_name is required" in unnamed.json()["error"]
+    unknown = server.post({}, model="gamma")
+    assert unknown.status_code == 404 and "alpha" in unknown.json()["error"]
+
+
+def test_dir_mode_follows_models_appearing_and_disappearing(serve, s3_client, bucket):
+    models = Models(s3_client, bucket)
+    models.put_version("zoo/cat", 1, tag=1.0)
+    server = serve.start(serve.spec(api_spec({"dir": f"s3://{bucket}/zoo"})))
+    assert prediction(server, model="cat") == 1.0
+    # WHEN a model folder appears THEN it is served; WHEN one disappears THEN it is gone
+    models.put_version("zoo/dog", 4, tag=4.0)
+    wait_until(lambda: prediction(server, model="dog") == 4.0, what="dog served")
+    models.delete_prefix("zoo/cat/")
+    wait_until(lambda: server.post({}, model="cat").status_code == 404, what="cat gone")
+    assert sorted(server.models()) == ["dog"]
+
+
+def test_a_failing_load_keeps_the_previous_version_serving(serve, s3_client, bucket):
+    models = Models(s3_client, bucket)
+    models.put_version("m", 2, tag=2.0)
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading={"retry_backoff": 0.2})))
+    assert prediction(server) == 2.0
+
+    # WHEN version 3's load_model raises
+    models.put_version("m", 3, tag=3.0, extra={"FAIL": b"weights are corrupt"})
+
+    def failed() -> dict | None:
+        status = server.version("test-api")["versions"].get("3", {})
+        return status if status.get("state") == "failed" else None
+
+    # THEN /models shows version 3 failed with the error, and version 2 keeps serving
+    status = wait_until(failed, what="version 3 failed")
+    assert "weights are corrupt" in status["error"]
+    assert prediction(server) == 2.0
+    assert "load_model failed" in server.log()
+
+    # WHEN a fixed version 3 replaces it THEN it loads
+    s3_client.delete_object(Bucket=bucket, Key="m/3/FAIL")
+    wait_until(lambda: prediction(server) == 3.0, what="fixed version 3 served")
+    assert server.version("test-api")["versions"]["3"]["state"] == "ready"
+
+
+def test_a_key_escaping_the_model_folder_is_refused(serve, s3_client, bucket, tmp_path):
+    # GIVEN a version whose listing holds a key with '..' segments
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0)
+    models.put_version("m", 2, tag=2.0, extra={"../../../../escaped.txt": b"owned"})
+    store = tmp_path / "store"
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading={"model_dir": str(store)})))
+    # THEN version 2 is refused with a clear error, version 1 serves, and nothing was written outside
+    status = server.version("test-api")["versions"]["2"]
+    assert status["state"] == "waiting" and "refused" in status["error"] and ".." in status["error"]
+    assert prediction(server) == 1.0
+    written = {p.name for p in tmp_path.rglob("escaped.txt")}
+    assert not written
+    assert all(p.is_relative_to(store) for p in store.rglob("*"))
+
+
+def test_requests_never_fail_during_reloads(serve, s3_client, bucket):
+    import threading
+
+    # GIVEN a served model whose versions hold several files (a manifest the handler checks)
+    models = Models(s3_client, bucket)
+    parts = {f"part-{i}.bin": bytes(20_000) for i in range(5)}
+    manifest = {"MANIFEST": " ".join(parts).encode(), **parts}
+    models.put_version("m", 1, tag=1.0, extra=manifest)
+    server = serve.start(
+        serve.spec(api_spec({"path": f"s3://{bucket}/m"}, threads_per_process=4, reloading={"interval": 0.2}))
+    )
+    failures: list[str] = []
+    answers: list[float] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        import httpx
+
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            while not stop.is_set():
+                response = http.post("/", json={})
+                body = response.json()
+                if response.status_code != 200 or body["missing"]:
+                    failures.append(f"{response.status_code} {body}")
+                else:
+                    answers.append(body["prediction"])
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        # WHEN ten reloads happen (new versions and in-place updates) while four clients send requests
+        for round_ in range(10):
+            tag, version = 10.0 + round_, 1 + round_ % 3
+            models.put_version("m", version, tag=tag, extra=manifest)
+            wait_until(
+                lambda tag=tag, version=version: prediction(server, version=version) == tag, what=f"reload {round_}"
+            )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    # THEN no request failed and every answer came from a complete version
+    assert failures == []
+    assert len(answers) > 40
+    assert set(answers) <= {1.0, *(10.0 + r for r in range(10))}
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        pytest.param(
+            lambda api: api["handler"]["multi_model_reloading"].update(dir="s3://b/x"),
+            "handler.multi_model_reloading",
+            "exactly one of",
+            id="path-and-dir",
+        ),
+        pytest.param(lambda api: api["handler"].update(typo_field=1), "handler.typo_field", "unknown field", id="typo"),
+        pytest.param(
+            lambda api: api["handler"].update(processes_per_replica=2),
+            "processes_per_replica",
+            "not supported yet",
+            id="processes",
+        ),
+        pytest.param(
+            lambda api: api["handler"].update(type="onnx"),
+            "handler.type",
+            "'python' or 'tensorflow'",
+            id="handler-type",
+        ),
+        pytest.param(
+            lambda api: api["handler"]["multi_model_reloading"].update(path="ftp://x/y"),
+            "handler.multi_model_reloading.path",
+            "s3://bucket/prefix",
+            id="bad-path",
+        ),
+    ],
+)
+def test_an_invalid_spec_exits_non_zero_naming_the_field(serve, change, field, words):
+    api = api_spec({"path": "s3://bucket/model"})
+    change(api)
+    result = serve.run("serve", str(serve.spec(api)), "--port", "1")
+    assert result.returncode == 2
+    assert field in result.stderr and words in result.stderr, result.stderr
+
+
+def test_a_handler_without_load_model_is_refused_before_serving(serve, tmp_path):
+    handler = tmp_path / "handler.py"
+    handler.write_text(
+        "class Handler:\n"
+        "    def __init__(self, config):\n        pass\n"
+        "    def handle_post(self, payload):\n        return payload\n"
+    )
+    api = api_spec({"path": "s3://bucket/model"})
+    api["handler"]["path"] = str(handler)
+    result = serve.run("serve", str(serve.spec(api)), "--port", "1")
+    assert result.returncode == 2
+    assert "load_model" in result.stderr

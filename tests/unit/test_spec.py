@@ -1,0 +1,137 @@
+"""Spec validation: Cortex 0.35 specs load unchanged; mistakes name their field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent.domain.errors import SpecError
+from agent.domain.locations import LocalLocation, S3Location
+from agent.domain.spec import load_spec
+
+
+def write(tmp_path: Path, apis) -> Path:
+    path = tmp_path / "cortex.yaml"
+    path.write_text(yaml.safe_dump(apis))
+    return path
+
+
+def api(**handler) -> dict:
+    return {"name": "iris", "kind": "RealtimeAPI", "handler": {"type": "python", "path": "handler.py", **handler}}
+
+
+def test_a_full_cortex_spec_loads(tmp_path):
+    spec_path = write(
+        tmp_path,
+        [
+            {
+                **api(
+                    multi_model_reloading={
+                        "paths": [{"name": "a", "path": "s3://b/a"}, {"name": "b", "path": "local/b"}]
+                    },
+                    config={"k": 1},
+                    env={"X": "1"},
+                    threads_per_process=4,
+                    log_level="debug",
+                    server_side_batching={"max_batch_size": 8, "batch_interval": "0.1s"},
+                    image="quay.io/x",
+                ),
+                "compute": {"cpu": 1},
+                "autoscaling": {"min_replicas": 1},
+                "networking": {"endpoint": "/iris"},
+                "update_strategy": {"max_surge": "25%"},
+            }
+        ],
+    )
+    spec = load_spec(spec_path)
+    assert spec.models is not None
+    assert [s.location for s in spec.models.fixed] == [S3Location("b", "a"), LocalLocation(tmp_path / "local" / "b")]
+    assert spec.handler_path == tmp_path / "handler.py"
+    assert spec.python_path == tmp_path
+    assert set(spec.not_applicable_fields()) == {
+        "compute",
+        "autoscaling",
+        "networking",
+        "update_strategy",
+        "handler.image",
+        "handler.server_side_batching",
+    }
+
+
+@pytest.mark.parametrize(
+    ("handler", "field", "words"),
+    [
+        pytest.param(
+            {"multi_model_reloading": {"path": "s3://b/a", "dir": "s3://b/d"}},
+            "handler.multi_model_reloading",
+            "found 'path' and 'dir'",
+            id="path-and-dir",
+        ),
+        pytest.param({"multi_model_reloading": {}}, "handler.multi_model_reloading", "found none of them", id="none"),
+        pytest.param(
+            {
+                "multi_model_reloading": {
+                    "paths": [{"name": "a", "path": "s3://b/1"}, {"name": "a", "path": "s3://b/2"}]
+                }
+            },
+            "handler.multi_model_reloading",
+            "duplicates: ['a']",
+            id="duplicate-names",
+        ),
+        pytest.param(
+            {"multi_model_reloading": {"path": "http://x/y"}},
+            "multi_model_reloading.path",
+            "s3://bucket/prefix",
+            id="not-s3",
+        ),
+        pytest.param({"type": "onnx"}, "handler.type", "found 'onnx'", id="unknown-type"),
+        pytest.param(
+            {"processes_per_replica": 3}, "handler.processes_per_replica", "not supported yet", id="processes"
+        ),
+        pytest.param({"thread_per_process": 3}, "handler.thread_per_process", "unknown field", id="typo"),
+        pytest.param(
+            {"models": {"path": "s3://b/a"}}, "handler", "'models' is for the tensorflow", id="models-on-python"
+        ),
+    ],
+)
+def test_bad_specs_name_the_field(tmp_path, handler, field, words):
+    with pytest.raises(SpecError) as raised:
+        load_spec(write(tmp_path, [api(**handler)]))
+    message = str(raised.value)
+    assert field in message and words in message, message
+
+
+def test_reloading_block_is_overridden_by_the_environment(tmp_path, monkeypatch):
+    path = write(
+        tmp_path,
+        [{**api(multi_model_reloading={"path": "s3://b/a"}), "reloading": {"interval": 30, "ready_marker": "_DONE"}}],
+    )
+    assert load_spec(path).api.reloading.interval == 30
+    monkeypatch.setenv("RELOADER_INTERVAL", "5")
+    settings = load_spec(path).api.reloading
+    assert settings.interval == 5 and settings.ready_marker == "_DONE"
+
+
+def test_the_scan_interval_depends_on_the_event_source(tmp_path):
+    base = api(multi_model_reloading={"path": "s3://b/a"})
+    assert load_spec(write(tmp_path, [base])).api.reloading.scan_interval == 10
+    with_queue = {**base, "reloading": {"queue_url": "http://q"}}
+    assert load_spec(write(tmp_path, [with_queue])).api.reloading.scan_interval == 300
+
+
+def test_bad_reloading_values_name_the_field(tmp_path):
+    path = write(tmp_path, [{**api(multi_model_reloading={"path": "s3://b/a"}), "reloading": {"intervall": 3}}])
+    with pytest.raises(SpecError, match=r"reloading\.intervall"):
+        load_spec(path)
+
+
+def test_choosing_among_several_apis(tmp_path):
+    second = {**api(), "name": "other"}
+    path = write(tmp_path, [api(), second])
+    with pytest.raises(SpecError, match="--api"):
+        load_spec(path)
+    assert load_spec(path, "other").api.name == "other"
+    with pytest.raises(SpecError, match="expected an API named 'nope'"):
+        load_spec(path, "nope")
