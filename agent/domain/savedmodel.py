@@ -21,23 +21,32 @@ _SHARD = re.compile(r"variables/variables\.data-(\d+)-of-(\d+)")
 def savedmodel_incomplete(objects: Iterable[ObjectInfo]) -> str | None:
     """Why the version folder (keys relative to it) is not a complete SavedModel yet, or None when it is."""
     keys = {obj.key for obj in objects}
+    problem = _missing_file(keys) or _shard_problem(keys)
+    return f"not a complete SavedModel yet: {problem}" if problem else None
+
+
+def _missing_file(keys: set[str]) -> str | None:
     if not any(name in keys for name in GRAPH_FILES):
-        return "not a complete SavedModel yet: no saved_model.pb (or saved_model.pbtxt) at the top of the version"
+        return "no saved_model.pb (or saved_model.pbtxt) at the top of the version"
     if VARIABLES_INDEX not in keys:
-        return f"not a complete SavedModel yet: {VARIABLES_INDEX} is missing"
-    shards = [(int(match[1]), int(match[2])) for key in keys if (match := _SHARD.fullmatch(key))]
+        return f"{VARIABLES_INDEX} is missing"
+    return None
+
+
+def _shard_problem(keys: set[str]) -> str | None:
+    shards = {(int(match[1]), int(match[2])) for key in keys if (match := _SHARD.fullmatch(key))}
     if not shards:
-        return "not a complete SavedModel yet: no variables/variables.data-*-of-* shard"
+        return "no variables/variables.data-*-of-* shard"
     counts = sorted({count for _, count in shards})
     if len(counts) > 1:
-        return f"variables shards disagree on their count: found shards 'of' {counts}"
+        return f"its variables shards disagree on their count (-of- {counts})"
     count = counts[0]
-    missing = sorted(set(range(count)) - {index for index, _ in shards})
+    indexes = {index for index, _ in shards}
+    if max(indexes) >= count:
+        return f"variables shard {max(indexes)} is beyond the announced count {count}"
+    missing = sorted(set(range(count)) - indexes)
     if missing:
-        names = ", ".join(f"variables.data-{index:05d}-of-{count:05d}" for index in missing[:3])
+        names = ", ".join(f"variables/variables.data-{index:05d}-of-{count:05d}" for index in missing[:3])
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        return f"not a complete SavedModel yet: missing variables shard(s) {names}{more}"
-    beyond = sorted(index for index, _ in shards if index >= count)
-    if beyond:
-        return f"variables shard index {beyond[0]} is beyond the announced count {count}"
+        return f"missing {names}{more}"
     return None

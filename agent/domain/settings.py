@@ -69,8 +69,10 @@ class ReloadingSettings(BaseSettings):
     )
     tfserving_predict_timeout: float = Field(60.0, gt=0, description="Deadline, in seconds, of one Predict call.")
     tfserving_watch_interval: float = Field(
-        2.0, gt=0, description="Seconds between checks that TF Serving still serves what it loaded "
-        "(after a restart the agent sends its config again)."
+        2.0,
+        gt=0,
+        description="Seconds between checks that TF Serving still serves what it loaded "
+        "(after a restart the agent sends its config again).",
     )
 
     @field_validator("ready_marker")
