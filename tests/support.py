@@ -113,11 +113,17 @@ class ServeFactory:
         )
 
     def start(
-        self, spec: Path, env: dict[str, str] | None = None, wait_ready: bool = True, api: str | None = None
+        self,
+        spec: Path,
+        env: dict[str, str] | None = None,
+        wait_ready: bool = True,
+        api: str | None = None,
+        command_name: str = "serve",
     ) -> Server:
+        """Run `reloader serve` (or `command_name`, e.g. "agent") and wait until it is ready."""
         port = free_port()
-        log_path = self.tmp_path / f"serve-{port}.log"
-        command = [sys.executable, "-m", "agent.cli", "serve", str(spec), "--port", str(port)]
+        log_path = self.tmp_path / f"{command_name}-{port}.log"
+        command = [sys.executable, "-m", "agent.cli", command_name, str(spec), "--port", str(port)]
         if api:
             command += ["--api", api]
         process = subprocess.Popen(
