@@ -19,9 +19,9 @@ import pytest
 
 pytest.importorskip("tensorflow_serving")
 
-from tests.support import ROOT, Models, Server, ServeFactory, wait_until  # noqa: E402
-from tests.tfserving.process import TFServingProcess  # noqa: E402
-from tests.tfserving.savedmodels import INPUT, SavedModels, files_of  # noqa: E402
+from tests.support import ROOT, Models, ServeFactory, Server, wait_until
+from tests.tfserving.process import TFServingProcess
+from tests.tfserving.savedmodels import INPUT, SavedModels, files_of
 
 pytestmark = pytest.mark.localstack
 
@@ -123,7 +123,9 @@ class Traffic:
                 start = time.time()
                 response = client.post("/", json={"x": INPUT}, params=params)
                 body = response.json() if response.status_code == 200 else response.text
-                answer = Answer(start, time.time(), params, response.status_code, body["y"] if isinstance(body, dict) else body)
+                answer = Answer(
+                    start, time.time(), params, response.status_code, body["y"] if isinstance(body, dict) else body
+                )
                 with self._lock:
                     self.answers.append(answer)
 

@@ -103,7 +103,9 @@ class TFServingProcess:
 
     def _answers(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"the fake TF Serving exited with {self.process.returncode}:\n{self.log_path.read_text()}")
+            raise AssertionError(
+                f"the fake TF Serving exited with {self.process.returncode}:\n{self.log_path.read_text()}"
+            )
         try:
             self.status("-")
         except grpc.RpcError:

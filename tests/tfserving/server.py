@@ -33,10 +33,10 @@ from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import grpc  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
-from tensorflow_serving.apis import (  # noqa: E402
+import grpc
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_management_pb2,
@@ -79,7 +79,9 @@ class FakeTFServing(model_service_pb2_grpc.ModelServiceServicer, prediction_serv
         for entry in request.config.model_config_list.config:
             policy = entry.model_version_policy
             if policy.WhichOneof("policy_choice") != "specific":
-                return _reload_response(INVALID_ARGUMENT_CODE, f"{entry.name}: this fake knows the specific policy only")
+                return _reload_response(
+                    INVALID_ARGUMENT_CODE, f"{entry.name}: this fake knows the specific policy only"
+                )
             config[entry.name] = (entry.base_path, set(policy.specific.versions))
         with self._changed:
             new_models = set(config) - set(self._config)
@@ -137,7 +139,9 @@ class FakeTFServing(model_service_pb2_grpc.ModelServiceServicer, prediction_serv
 
     def _available(self, spec: Any, context: Any) -> tuple[int, Version]:
         with self._changed:
-            available = {v: ver for (m, v), ver in self._versions.items() if m == spec.name and ver.state == States.AVAILABLE}
+            available = {
+                v: ver for (m, v), ver in self._versions.items() if m == spec.name and ver.state == States.AVAILABLE
+            }
         number = spec.version.value if spec.HasField("version") else max(available, default=-1)
         if number not in available:
             context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Specific({spec.name}, {number})")
