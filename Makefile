@@ -12,6 +12,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The same with the tensorflow extra: the TensorFlow handler's tests run here, and skip in $(VENV).
+VENV_TF := .venv-tf
+$(VENV_TF)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_TF)
+	$(VENV_TF)/bin/pip install --quiet --upgrade pip
+	$(VENV_TF)/bin/pip install --quiet -e '.[dev,tensorflow]'
+	touch $@
+
 localstack-install:
 	scripts/localstack.sh install
 
@@ -23,8 +31,9 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint localstack-install
+test: lint localstack-install $(VENV_TF)/.installed
 	$(BIN)/pytest
+	$(VENV_TF)/bin/pytest
 
 clean:
-	rm -rf $(VENV) .localstack .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV_TF) .localstack .mypy_cache .ruff_cache .pytest_cache

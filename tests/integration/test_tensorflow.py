@@ -7,6 +7,7 @@ its own so that it can be restarted. Skipped where the tensorflow extra is not i
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
 from collections.abc import Iterator
@@ -16,10 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 pytest.importorskip("tensorflow_serving")
 
-from tests.support import ROOT, Models, ServeFactory, Server, wait_until
+from tests.support import EXAMPLES, ROOT, Models, ServeFactory, Server, wait_until
 from tests.tfserving.process import TFServingProcess
 from tests.tfserving.savedmodels import INPUT, SavedModels, files_of
 
@@ -243,3 +245,38 @@ def test_predictions_never_fail_during_ten_reloads(serve, tfserving, s3_client, 
     # AND TF Serving is left with one internal version of the model, the last upload
     wait_until(lambda: len(tfserving.available(API)) == 1, what="older internal versions unloaded")
     assert y(server) == scaled(11.0)
+
+
+def test_the_tensorflow_example_serves_the_versions_its_train_script_makes(
+    serve, tfserving, s3_client, bucket, tmp_path
+):
+    # GIVEN the example's spec pointed at a test bucket, and two versions made by its train.py, pushed with
+    # `reloader push`: version 1 barely trained, version 2 trained fully
+    example = EXAMPLES / "tensorflow"
+    train = _import(example / "train.py")
+    for version, steps in ((1, 5), (2, 400)):
+        train.main([str(tmp_path / f"v{version}"), "--steps", str(steps)])
+        destination = f"s3://{bucket}/models/temperature/"
+        pushed = serve.run("push", str(tmp_path / f"v{version}"), destination, "--version", str(version), "--no-marker")
+        assert pushed.returncode == 0, pushed.stderr
+    api = yaml.safe_load((example / "cortex.yaml").read_text())[0]
+    api["handler"]["path"] = str(example / "handler.py")
+    api["handler"]["models"]["path"] = f"s3://{bucket}/models/temperature/"
+
+    # WHEN it is served
+    server = start(serve, tfserving, tmp_path / "models", {**api, "reloading": {"interval": 0.5, "settle": 0}})
+
+    # THEN the latest version converts exactly, and version 1 answers as the rough model it is
+    response = server.post({"celsius": [100, 0, -40]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"fahrenheit": [212.0, 32.0, -40.0]}
+    rough = server.post({"celsius": [100]}, version=1).json()["fahrenheit"]
+    assert rough != [212.0]
+
+
+def _import(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
