@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint unit integration venv localstack-install clean
+.PHONY: demo test lint bench venv localstack-install clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -37,3 +37,6 @@ test: lint localstack-install $(VENV_TF)/.installed
 
 clean:
 	rm -rf $(VENV) $(VENV_TF) .localstack .mypy_cache .ruff_cache .pytest_cache
+
+bench: venv localstack-install
+	$(BIN)/python -m bench.reload

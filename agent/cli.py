@@ -12,11 +12,13 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,9 @@ from agent.api.http import create_app
 from agent.api.model_client import ModelClient
 from agent.boundaries import aws
 from agent.boundaries.s3 import S3
+from agent.boundaries.sns import Topic
 from agent.boundaries.sources import ModelObjects
+from agent.boundaries.sqs import Queue, QueueAdmin
 from agent.boundaries.store import ModelStore
 from agent.domain.errors import ReloaderError, SpecError
 from agent.domain.locations import S3Location, parse_location
@@ -35,9 +39,12 @@ from agent.domain.savedmodel import savedmodel_incomplete
 from agent.domain.settings import ReloadingSettings, describe_settings
 from agent.domain.spec import LoadedSpec, load_spec
 from agent.domain.tfserving import InternalVersions
-from agent.engine.agent import Agent
+from agent.engine.agent import Agent, EventSource
+from agent.engine.consumer import QueueConsumer
+from agent.engine.event_sources import QueueEvents, TopicEvents
 from agent.engine.loaders import PythonLoader
 from agent.engine.registry import Registry
+from agent.engine.replica_queue import ReplicaQueue
 from agent.engine.tfserving import TFServingLoader
 from agent.metrics import Metrics
 
@@ -134,13 +141,14 @@ class Service:
         if with_handler:
             handler_class = import_handler_class(spec.handler_path, spec.python_path, api.handler.env)
             check_handler(handler_class, needs_load_model=models is not None and self.tensorflow is None)
-            client = (
+            clients = (
                 {"tensorflow_client": self.tensorflow.client}
                 if self.tensorflow
                 else {"model_client": ModelClient(self.registry)}
             )
-            self.handler = call_with_declared(handler_class, {"config": dict(api.handler.config), **client})
+            self.handler = call_with_declared(handler_class, {"config": dict(api.handler.config), **clients})
         self.agent: Agent | None = None
+        self._s3: S3 | None = None
         self._own_model_dir: Path | None = None
         if models is not None:
             settings = api.reloading
@@ -148,10 +156,12 @@ class Service:
             if model_dir is None:
                 model_dir = self._own_model_dir = Path(tempfile.mkdtemp(prefix=f"reloader-{api.name}-"))
             metrics = Metrics()
-            s3 = None
+            s3 = self._s3 = None
             if not models.is_local:
                 client = s3_client or aws.client("s3")
-                s3 = S3(client, settings.download_concurrency, lambda op: metrics.s3_requests.labels(op).inc())
+                s3 = self._s3 = S3(
+                    client, settings.download_concurrency, lambda op: metrics.s3_requests.labels(op).inc()
+                )
             self.agent = Agent(
                 models,
                 ModelObjects(s3),
@@ -166,6 +176,7 @@ class Service:
                 metrics,
                 savedmodel_incomplete if self.tensorflow else None,
             )
+            self.agent.event_sources += event_sources(api.name, settings, self.agent)
         self.app = create_app(self.handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop)
 
     def start(self) -> None:
@@ -179,8 +190,53 @@ class Service:
             self.agent.stop()
         if self.tensorflow is not None:
             self.tensorflow.stop()
+        if self._s3 is not None:
+            self._s3.close()
         if self._own_model_dir is not None:
             shutil.rmtree(self._own_model_dir, ignore_errors=True)
+
+
+def event_sources(api_name: str, settings: ReloadingSettings, agent: Agent) -> list[EventSource]:
+    """The SQS consumer of queue mode or topic mode, or nothing (polling only)."""
+    if not settings.event_driven:
+        return []
+    sqs_client = aws.client("sqs")
+
+    def count(operation: str) -> None:
+        agent.metrics.sqs_requests.labels(operation).inc()
+
+    def consumer(url: str, on_queue_missing: Callable[[], None] | None = None) -> QueueConsumer:
+        return QueueConsumer(
+            Queue(sqs_client, url, count),
+            agent.models,
+            agent.workers,
+            agent.registry,
+            agent.metrics,
+            settings.visibility_timeout,
+            on_queue_missing=on_queue_missing,
+        )
+
+    if settings.queue_url:
+        queue = Queue(sqs_client, settings.queue_url)
+        try:
+            if "RedrivePolicy" not in queue.attributes("RedrivePolicy"):
+                log.warning(
+                    "queue %s has no redrive policy: messages that keep failing are never set aside", settings.queue_url
+                )
+        except ReloaderError as error:
+            log.warning("cannot read the attributes of %s: %s", settings.queue_url, error)
+        return [QueueEvents(consumer(settings.queue_url))]
+    assert settings.topic_arn is not None
+    replica_queue = ReplicaQueue(
+        QueueAdmin(sqs_client),
+        Topic(aws.client("sns"), settings.topic_arn),
+        settings.queue_prefix,
+        api_name,
+        settings.replica_id or socket.gethostname(),
+        settings.visibility_timeout,
+        settings.heartbeat_interval,
+    )
+    return [TopicEvents(replica_queue, consumer)]
 
 
 def serve_command(args: argparse.Namespace) -> int:

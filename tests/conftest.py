@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.support import LOCALSTACK_SCRIPT, ServeFactory, free_port, localstack_answers
+from tests.support import LOCALSTACK_SCRIPT, PrivateLocalStack, ServeFactory, free_port, localstack_answers
 
 REGION = "us-east-1"
 
@@ -70,3 +70,21 @@ def serve(aws_endpoint: str, tmp_path: Path) -> Iterator[ServeFactory]:
 
 
 __all__ = ["free_port"]
+
+
+@pytest.fixture(scope="session")
+def sqs_client(aws_endpoint: str):
+    return boto3.client("sqs", endpoint_url=aws_endpoint, region_name=REGION)
+
+
+@pytest.fixture(scope="session")
+def sns_client(aws_endpoint: str):
+    return boto3.client("sns", endpoint_url=aws_endpoint, region_name=REGION)
+
+
+@pytest.fixture
+def private_localstack(aws_endpoint: str, tmp_path: Path) -> Iterator[PrivateLocalStack]:
+    instance = PrivateLocalStack(tmp_path / "localstack")
+    instance.start()
+    yield instance
+    instance.stop()

@@ -202,3 +202,68 @@ def api_spec(
         },
         "reloading": {"interval": 0.5, "settle": 0, **(reloading or {})},
     }
+
+
+S3_EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+
+
+def notify_queue(s3_client: Any, sqs_client: Any, bucket: str, prefix: str = "") -> str:
+    """A queue (with a dead-letter queue) that receives the bucket's S3 notifications; returns its URL."""
+    import json
+    import uuid
+
+    name = f"events-{uuid.uuid4().hex[:10]}"
+    dead = sqs_client.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dead_arn = sqs_client.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": 3})
+    url = sqs_client.create_queue(QueueName=name, Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+    arn = sqs_client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rule = {"QueueArn": arn, "Events": S3_EVENTS}
+    if prefix:
+        rule["Filter"] = {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}
+    s3_client.put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration={"QueueConfigurations": [rule]}
+    )
+    return str(url)
+
+
+def notify_topic(s3_client: Any, sns_client: Any, bucket: str) -> str:
+    """An SNS topic that receives the bucket's S3 notifications; returns its ARN."""
+    arn = sns_client.create_topic(Name=f"models-{bucket}")["TopicArn"]
+    s3_client.put_bucket_notification_configuration(
+        Bucket=bucket, NotificationConfiguration={"TopicConfigurations": [{"TopicArn": arn, "Events": S3_EVENTS}]}
+    )
+    return str(arn)
+
+
+def metric(server: Server, name: str, **labels: str) -> float:
+    """The value of one sample of `/metrics` (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = server.http.get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+class PrivateLocalStack:
+    """A LocalStack of one test's own, on its own port, that the test may stop and start again."""
+
+    def __init__(self, home: Path) -> None:
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._env = {**os.environ, "LOCALSTACK_PORT": str(self.port), "LOCALSTACK_HOME": str(home)}
+
+    def start(self) -> None:
+        subprocess.run([str(LOCALSTACK_SCRIPT), "start"], check=True, env=self._env)
+
+    def stop(self) -> None:
+        subprocess.run([str(LOCALSTACK_SCRIPT), "stop"], check=True, env=self._env)
+        wait_until(lambda: not localstack_answers(self.endpoint), timeout=30, what="LocalStack to stop")
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1")

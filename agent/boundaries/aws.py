@@ -53,7 +53,9 @@ def translated(what: str) -> Iterator[None]:
         yield
     except ClientError as error:
         code = error_code(error)
-        message = f"{what}: {code}: {error.response.get('Error', {}).get('Message', '')}".rstrip(": ")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
+        detail = error.response.get("Error", {}).get("Message", "") or f"HTTP {status}"
+        message = f"{what}: {code or 'error'}: {detail}"
         if code in PERMANENT_CODES:
             raise PermanentError(message) from error
         raise TemporaryError(message) from error

@@ -31,8 +31,13 @@ class S3:
     ) -> None:
         self._client = client
         self._concurrency = concurrency
+        # One transfer manager for every download: its thread pools are made once, not per version.
+        self._downloads = TransferManager(client, TransferConfig(max_concurrency=concurrency, use_threads=True))
         if on_request is not None:
             count_calls(client, "s3", on_request)
+
+    def close(self) -> None:
+        self._downloads.shutdown()
 
     def list(self, location: S3Location) -> list[ObjectInfo]:
         """Every object under the location, keys relative to it."""
@@ -62,11 +67,12 @@ class S3:
         targets = [(obj, safe_path(destination, obj.key)) for obj in objects]
         for _, target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
-        config = TransferConfig(max_concurrency=self._concurrency, use_threads=True)
         futures: list[Future[Any]] = []
-        with translated(f"downloading {location}"), TransferManager(self._client, config) as manager:
+        with translated(f"downloading {location}"):
             for obj, target in targets:
-                futures.append(manager.download(location.bucket, location.key_prefix + obj.key, str(target)))
+                key = location.key_prefix + obj.key
+                pinned = [_Pinned(obj.size, obj.etag)]
+                futures.append(self._downloads.download(location.bucket, key, str(target), subscribers=pinned))
             for future in futures:
                 _result_or_changed(future, location)
         now = {obj.key: obj for obj in self.list(location)}
@@ -117,6 +123,19 @@ def _result_or_changed(future: Future[Any], location: S3Location) -> None:
         raise
     except OSError as error:
         raise TemporaryError(f"writing a download of {location} failed: {error}") from error
+
+
+class _Pinned(BaseSubscriber):  # type: ignore[misc]
+    """Tell s3transfer the size and ETag from our listing: no HeadObject, and ranged GETs carry IfMatch."""
+
+    def __init__(self, size: int, etag: str) -> None:
+        self._size = size
+        self._etag = etag
+
+    def on_queued(self, future: Any, **kwargs: Any) -> None:
+        future.meta.provide_transfer_size(self._size)
+        if self._etag:
+            future.meta.provide_object_etag(f'"{self._etag}"')
 
 
 class _Progress(BaseSubscriber):  # type: ignore[misc]

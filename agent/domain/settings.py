@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 
@@ -74,6 +74,12 @@ class ReloadingSettings(BaseSettings):
         description="Seconds between checks that TF Serving still serves what it loaded "
         "(after a restart the agent sends its config again).",
     )
+
+    @model_validator(mode="after")
+    def _one_event_source(self) -> ReloadingSettings:
+        if self.queue_url and self.topic_arn:
+            raise ValueError("expected queue_url (one queue) or topic_arn (a queue per replica), found both")
+        return self
 
     @field_validator("ready_marker")
     @classmethod

@@ -1,0 +1,203 @@
+"""The event path: SQS messages -> S3 object events -> the models they touch -> reconciles -> acknowledgements.
+
+An event is a hint, not the truth: it only names a model to look at now. A message is deleted
+once every reconcile it asked for has finished (loaded, or a permanent error recorded); after a
+temporary failure it is made visible again soon, and the queue's redrive policy moves a message
+that keeps failing to its dead-letter queue. A message that is not an S3 event is left for the
+redrive policy too, and never holds up the messages behind it. Receiving never waits for a reload.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from agent.boundaries.sqs import Message, Queue
+from agent.domain.errors import PermanentError, ReloaderError
+from agent.domain.events import BadMessage, ObjectEvent, parse_message
+from agent.domain.routing import ModelSet
+from agent.engine.reconciler import Outcome
+from agent.engine.registry import Registry
+from agent.engine.workers import ModelWorkers, Request
+from agent.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+RETRY_VISIBILITY = 10  # seconds before a message whose reload hit a temporary failure is seen again
+BACKOFF_MAX = 10.0  # seconds, the longest wait between receive attempts while SQS is unreachable
+
+
+@dataclass(frozen=True)
+class Routed:
+    """What one message asks for: a reconcile per affected model, with the earliest event time for each."""
+
+    models: dict[str, float]
+    ignored: int
+
+
+def route(events: tuple[ObjectEvent, ...], models: ModelSet) -> Routed:
+    affected: dict[str, float] = {}
+    ignored = 0
+    for event in events:
+        name = models.route(event.bucket, event.key)
+        if name is None:
+            ignored += 1
+        else:
+            affected[name] = min(event.time, affected.get(name, event.time))
+    return Routed(affected, ignored)
+
+
+class QueueConsumer:
+    def __init__(
+        self,
+        source: Queue,
+        models: ModelSet,
+        workers: ModelWorkers[Outcome],
+        registry: Registry,
+        metrics: Metrics,
+        visibility_timeout: int,
+        wait_seconds: int = 20,
+        on_queue_missing: Callable[[], None] | None = None,
+    ) -> None:
+        self._queue = source
+        self._models = models
+        self._workers = workers
+        self._registry = registry
+        self._metrics = metrics
+        self._visibility = visibility_timeout
+        self._wait = wait_seconds
+        self._on_queue_missing = on_queue_missing
+        self._stop = threading.Event()
+        self._done: queue.Queue[tuple[Message, bool]] = queue.Queue()
+        self._receiver = threading.Thread(target=self._receive_loop, name="sqs-receive", daemon=True)
+        self._acker = threading.Thread(target=self._ack_loop, name="sqs-ack", daemon=True)
+        self._failing: str | None = None
+
+    def start(self) -> None:
+        self._receiver.start()
+        self._acker.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        # A long poll in flight is not waited for: what it receives stays in the queue and is redelivered.
+        self._receiver.join(timeout=1)
+        self._done.put_nowait((Message("", "", "", 0), False))  # wake the acker
+        self._acker.join(timeout=10)
+
+    # -- receiving -----------------------------------------------------------------------
+    def _receive_loop(self) -> None:
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                messages = self._queue.receive(self._wait, self._visibility)
+            except ReloaderError as error:
+                self._report(f"cannot receive from {self._queue.url}: {error}")
+                if isinstance(error, PermanentError) and self._on_queue_missing is not None:
+                    self._recreate()
+                self._stop.wait(delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+                continue
+            self._report(None)
+            delay = 1.0
+            for message in messages:
+                self._dispatch(message)
+
+    def _recreate(self) -> None:
+        assert self._on_queue_missing is not None
+        try:
+            self._on_queue_missing()
+        except ReloaderError as error:
+            log.debug("recreating the queue failed: %s", error)
+
+    def _dispatch(self, message: Message) -> None:
+        context = {"message_id": message.id, "queue": self._queue.url}
+        try:
+            events = parse_message(message.body)
+        except BadMessage as error:
+            self._metrics.events.labels("failed").inc()
+            self._metrics.messages.labels("left").inc()
+            log.error(
+                "message %s is not an S3 event, left for the dead-letter queue: %s", message.id, error, extra=context
+            )
+            return
+        routed = route(events, self._models)
+        if routed.ignored:
+            self._metrics.events.labels("ignored").inc(routed.ignored)
+        if not routed.models:
+            self._done.put((message, True))
+            return
+        self._metrics.events.labels("applied").inc(len(routed.models))
+        futures = []
+        for model, event_time in routed.models.items():
+            self._registry.note_event(model, event_time)
+            futures.append(self._workers.request(model, Request(event_time=event_time)))
+        _when_all(futures, lambda ok: self._done.put((message, ok)))
+
+    # -- acknowledging -------------------------------------------------------------------
+    def _ack_loop(self) -> None:
+        while not self._stop.is_set() or not self._done.empty():
+            try:
+                first = self._done.get(timeout=1)
+            except queue.Empty:
+                continue
+            batch = [first]
+            while len(batch) < 10:
+                try:
+                    batch.append(self._done.get_nowait())
+                except queue.Empty:
+                    break
+            self._acknowledge([m for m, ok in batch if ok and m.receipt])
+            for message in (m for m, ok in batch if not ok and m.receipt):
+                self._leave(message)
+
+    def _acknowledge(self, messages: list[Message]) -> None:
+        if not messages:
+            return
+        try:
+            refused = self._queue.delete(messages)
+        except ReloaderError as error:
+            log.warning("deleting %d message(s) failed (they will be delivered again): %s", len(messages), error)
+            self._metrics.messages.labels("left").inc(len(messages))
+            return
+        self._metrics.messages.labels("deleted").inc(len(messages) - len(refused))
+        self._metrics.messages.labels("left").inc(len(refused))
+
+    def _leave(self, message: Message) -> None:
+        self._metrics.messages.labels("left").inc()
+        try:
+            self._queue.retry_in(message, RETRY_VISIBILITY)
+        except ReloaderError as error:
+            log.debug("could not shorten the visibility of %s: %s", message.id, error)
+
+    def _report(self, error: str | None) -> None:
+        """Log once per change of state, not once per retry."""
+        if error == self._failing:
+            return
+        if error:
+            log.error("%s; serving continues, retrying with backoff", error, extra={"queue": self._queue.url})
+        else:
+            log.info("receiving from %s", self._queue.url, extra={"queue": self._queue.url})
+        self._failing = error
+
+
+def _when_all(futures: list[Future[Outcome]], then: Callable[[bool], None]) -> None:
+    """Call `then(ok)` once every future is done; ok when none failed temporarily (or was cancelled)."""
+    remaining = [len(futures)]
+    lock = threading.Lock()
+    results: list[bool] = []
+
+    def one_done(future: Future[Outcome]) -> None:
+        ok = not future.cancelled() and future.exception() is None and not future.result().temporary
+        with lock:
+            results.append(ok)
+            remaining[0] -= 1
+            last = remaining[0] == 0
+        if last:
+            then(all(results))
+
+    for future in futures:
+        future.add_done_callback(one_done)

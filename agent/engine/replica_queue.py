@@ -1,0 +1,110 @@
+"""Topic mode: each replica owns a queue subscribed to the model-events topic.
+
+A standard SQS queue gives each message to one consumer, so fan-out to every replica needs a
+queue per replica. At start the agent creates `<prefix>-<api>-<replica>` (and its `-dlq`),
+lets only the topic send to it, subscribes it with raw delivery and tags it with a heartbeat
+it refreshes. On a clean shutdown it unsubscribes and deletes both; the janitor function
+deletes the queues of replicas that died (their heartbeat went stale). Tag names: agent.domain.fleet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from agent.boundaries.sns import Topic
+from agent.boundaries.sqs import QueueAdmin, subscription_policy
+from agent.domain import fleet
+from agent.domain.errors import ReloaderError
+
+log = logging.getLogger(__name__)
+
+MAX_RECEIVE_COUNT = 5  # deliveries before the redrive policy moves a message to the dead-letter queue
+
+
+class ReplicaQueue:
+    def __init__(
+        self,
+        admin: QueueAdmin,
+        topic: Topic,
+        prefix: str,
+        api: str,
+        replica: str,
+        visibility_timeout: int,
+        heartbeat_interval: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._admin = admin
+        self._topic = topic
+        self.name = fleet.queue_name(prefix, api, replica)
+        self._api = api
+        self._replica = replica
+        self._visibility = visibility_timeout
+        self._heartbeat_interval = heartbeat_interval
+        self._clock = clock
+        self.url = ""
+        self.dead_letter_url = ""
+        self.subscription_arn = ""
+        self._stop = threading.Event()
+        self._heartbeat = threading.Thread(target=self._beat, name="queue-heartbeat", daemon=True)
+
+    def create(self) -> str:
+        """Create the queue and its dead-letter queue, subscribe it; return its URL."""
+        tags = self._tags()
+        self.dead_letter_url, dead_letter_arn = self._admin.create(
+            self.name + fleet.DLQ_SUFFIX, {"MessageRetentionPeriod": str(14 * 24 * 3600)}, tags
+        )
+        attributes = {
+            "VisibilityTimeout": str(self._visibility),
+            "ReceiveMessageWaitTimeSeconds": "20",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}),
+        }
+        self.url, queue_arn = self._admin.create(self.name, attributes, tags)
+        self._admin.set_attributes(self.url, {"Policy": subscription_policy(queue_arn, self._topic.arn)})
+        self.subscription_arn = self._topic.subscribe_queue(queue_arn)
+        self._admin.tag(self.url, {fleet.SUBSCRIPTION_TAG: self.subscription_arn})
+        log.info("created queue %s, subscribed to %s", self.name, self._topic.arn, extra={"queue": self.url})
+        return self.url
+
+    def start_heartbeat(self) -> None:
+        self._heartbeat.start()
+
+    def delete(self) -> None:
+        """Unsubscribe and delete both queues (clean shutdown)."""
+        self._stop.set()
+        if self._heartbeat.is_alive():
+            self._heartbeat.join(timeout=5)
+        try:
+            if self.subscription_arn:
+                self._topic.unsubscribe(self.subscription_arn)
+            for url in (self.url, self.dead_letter_url):
+                if url:
+                    self._admin.delete(url)
+            log.info("deleted queue %s and its subscription", self.name, extra={"queue": self.url})
+        except ReloaderError as error:
+            log.warning("could not delete queue %s (the janitor will): %s", self.name, error)
+
+    def _tags(self) -> dict[str, str]:
+        return {
+            fleet.HEARTBEAT_TAG: str(int(self._clock())),
+            fleet.TOPIC_TAG: self._topic.arn,
+            fleet.API_TAG: self._api,
+            fleet.REPLICA_TAG: self._replica,
+        }
+
+    def _beat(self) -> None:
+        failing = False
+        while not self._stop.wait(self._heartbeat_interval):
+            try:
+                for url in (self.url, self.dead_letter_url):
+                    self._admin.tag(url, {fleet.HEARTBEAT_TAG: str(int(self._clock()))})
+                if failing:
+                    log.info("heartbeat refreshed again", extra={"queue": self.url})
+                failing = False
+            except ReloaderError as error:
+                if not failing:
+                    log.warning("cannot refresh the heartbeat tag: %s", error, extra={"queue": self.url})
+                failing = True

@@ -1,0 +1,240 @@
+"""Benchmark: how fast a new version serves, what an idle replica costs, and how event handling scales.
+
+    make bench                      # or: .venv/bin/python -m bench.reload [--help]
+
+Runs against a LocalStack of its own (started and stopped here) unless AWS_ENDPOINT_URL is set,
+with `reloader serve` as a real process and a real (small) scikit-learn model. Prints three tables:
+1. reload latency measured from outside: from the moment the upload of a version completes (its
+   marker is written) to the first HTTP answer from that version; event mode vs polling at Cortex's 10 s;
+2. idle cost: S3 and SQS requests per hour per replica, counted from the agent's own /metrics;
+3. scale: time to apply one event when the bucket holds 10 models and when it holds 10,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import boto3
+
+from tests.support import (
+    Models,
+    PrivateLocalStack,
+    Server,
+    ServeFactory,
+    api_spec,
+    metric,
+    notify_queue,
+    tagged_model,
+    wait_until,
+)
+
+MARKER = "_READY"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reloads", type=int, default=20, help="reloads measured per mode (default 20)")
+    parser.add_argument("--polling-interval", type=float, default=10.0, help="polling mode's scan interval, s")
+    parser.add_argument("--idle-seconds", type=float, default=120.0, help="idle window counted per mode, s")
+    parser.add_argument("--scale", default="10,10000", help="model counts for the scale table (default 10,10000)")
+    parser.add_argument("--events-per-scale", type=int, default=10, help="events timed per model count")
+    args = parser.parse_args()
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    print(f"# model-reloader benchmark, {time.strftime('%Y-%m-%d %H:%M')} on {machine()}")
+    with endpoint() as url, tempfile.TemporaryDirectory(prefix="reloader-bench-") as tmp:
+        bench = Bench(url, Path(tmp))
+        try:
+            bench.latency(args.reloads, args.polling_interval)
+            bench.idle(args.idle_seconds, args.polling_interval)
+            bench.scale([int(n) for n in args.scale.split(",")], args.events_per_scale)
+        finally:
+            bench.serve.stop_all()
+
+
+class Bench:
+    def __init__(self, url: str, tmp: Path) -> None:
+        self.url = url
+        self.s3 = boto3.client("s3", endpoint_url=url)
+        self.sqs = boto3.client("sqs", endpoint_url=url)
+        self.serve = ServeFactory(tmp, url)
+
+    def bucket(self) -> str:
+        name = f"bench-{uuid.uuid4().hex[:10]}"
+        self.s3.create_bucket(Bucket=name)
+        return name
+
+    def start(self, bucket: str, models: dict[str, str], reloading: dict[str, object]) -> Server:
+        spec = self.serve.spec(api_spec(models, name="bench", reloading=reloading), name=f"{bucket}.yaml")
+        return self.serve.start(spec)
+
+    # -- 1. latency -------------------------------------------------------------------------
+    def latency(self, reloads: int, polling_interval: float) -> None:
+        results = {}
+        for mode in ("event", "polling"):
+            bucket = self.bucket()
+            models = Models(self.s3, bucket)
+            models.put_version("m", 1, tag=1.0, marker=MARKER)
+            reloading: dict[str, object] = {"ready_marker": MARKER, "jitter": 0}
+            if mode == "event":
+                reloading.update(queue_url=notify_queue(self.s3, self.sqs, bucket), interval=3600)
+            else:
+                reloading.update(interval=polling_interval)
+            server = self.start(bucket, {"path": f"s3://{bucket}/m"}, reloading)
+            samples = []
+            for version in range(2, reloads + 2):
+                body = tagged_model(float(version))
+                # Uploads land at random moments, as in life: else polling would be measured in phase with its scans.
+                time.sleep(random.uniform(0, polling_interval if mode == "polling" else 0.2))
+                self.s3.put_object(Bucket=bucket, Key=f"m/{version}/model.pkl", Body=body)
+                self.s3.put_object(Bucket=bucket, Key=f"m/{version}/{MARKER}", Body=b"")
+                samples.append(time_until_served(server, float(version)))
+            server.stop()
+            results[mode] = samples
+        print(f"\n## 1. Reload latency: marker written -> first answer from the new version ({reloads} reloads)\n")
+        print("| mode | p50 | p95 | max |")
+        print("|---|---|---|---|")
+        for mode, samples in results.items():
+            label = "events (SQS)" if mode == "event" else f"polling every {polling_interval:g} s (Cortex)"
+            print(f"| {label} | {ms(pct(samples, 50))} | {ms(pct(samples, 95))} | {ms(max(samples))} |")
+        ratio = pct(results["polling"], 50) / pct(results["event"], 50)
+        print(f"\nevents are {ratio:.0f}x faster than polling at p50")
+
+    # -- 2. idle cost -----------------------------------------------------------------------
+    def idle(self, seconds: float, polling_interval: float) -> None:
+        rows = []
+        for mode in ("event", "polling"):
+            bucket = self.bucket()
+            Models(self.s3, bucket).put_version("m", 1, tag=1.0, marker=MARKER)
+            reloading: dict[str, object] = {"ready_marker": MARKER, "jitter": 0}
+            if mode == "event":
+                reloading.update(queue_url=notify_queue(self.s3, self.sqs, bucket), interval=300)  # the default
+            else:
+                reloading.update(interval=polling_interval)
+            server = self.start(bucket, {"path": f"s3://{bucket}/m"}, reloading)
+            before = counts(server)
+            time.sleep(seconds)  # idle is what is measured
+            after = counts(server)
+            server.stop()
+            per_hour = {name: (after[name] - before[name]) * 3600 / seconds for name in after}
+            rows.append((mode, per_hour))
+        print(f"\n## 2. Idle cost per replica, one model, counted over {seconds:g} s, per hour\n")
+        print("| mode | S3 LIST | S3 GET | SQS ReceiveMessage | all requests |")
+        print("|---|---|---|---|---|")
+        for mode, per_hour in rows:
+            label = "events (SQS long poll, 300 s scan)" if mode == "event" else f"polling every {polling_interval:g} s"
+            print(
+                f"| {label} | {per_hour['list']:.0f} | {per_hour['get']:.0f} | {per_hour['receive']:.0f} "
+                f"| {sum(per_hour.values()):.0f} |"
+            )
+
+    # -- 3. scale ---------------------------------------------------------------------------
+    def scale(self, sizes: list[int], events: int) -> None:
+        rows = []
+        for size in sizes:
+            bucket = self.bucket()
+            body = tagged_model(1.0)
+            started = time.monotonic()
+            with ThreadPoolExecutor(32) as pool:
+                for index in range(size):
+                    for key, data in (
+                        (f"zoo/model-{index:05d}/1/model.pkl", body),
+                        (f"zoo/model-{index:05d}/1/{MARKER}", b""),
+                    ):
+                        pool.submit(self.s3.put_object, Bucket=bucket, Key=key, Body=data)
+            uploaded = time.monotonic() - started
+            reloading = {"ready_marker": MARKER, "interval": 3600, "queue_url": notify_queue(self.s3, self.sqs, bucket)}
+            started = time.monotonic()
+            server = self.start(bucket, {"dir": f"s3://{bucket}/zoo"}, reloading)
+            startup = time.monotonic() - started
+            samples = []
+            for event in range(events):
+                name = f"model-{(event * 7919) % size:05d}"
+                tag = 100.0 + event
+                self.s3.put_object(Bucket=bucket, Key=f"zoo/{name}/{2 + event}/model.pkl", Body=tagged_model(tag))
+                self.s3.put_object(Bucket=bucket, Key=f"zoo/{name}/{2 + event}/{MARKER}", Body=b"")
+                samples.append(time_until_served(server, tag, model=name))
+            server.stop()
+            rows.append((size, uploaded, startup, samples))
+        print(f"\n## 3. Scale: one event applied (marker written -> served), {events} events per bucket, `dir` mode\n")
+        print("| models in bucket | p50 | max | initial load of all models |")
+        print("|---|---|---|---|")
+        for size, _, startup, samples in rows:
+            print(f"| {size:,} | {ms(pct(samples, 50))} | {ms(max(samples))} | {startup:.1f} s |")
+        if len(rows) > 1:
+            ratio = pct(rows[-1][3], 50) / pct(rows[0][3], 50)
+            print(f"\np50 with {rows[-1][0]:,} models / p50 with {rows[0][0]:,}: {ratio:.2f}")
+
+
+def time_until_served(server: Server, tag: float, model: str | None = None, timeout: float = 60) -> float:
+    """Seconds from now until the API first answers with `tag`, polling as fast as it answers."""
+    params = {"model": model} if model else {}
+    started = time.perf_counter()
+    deadline = started + timeout
+    while time.perf_counter() < deadline:
+        response = server.http.post("/", json={}, params=params)
+        if response.status_code == 200 and response.json()["prediction"] == tag:
+            return time.perf_counter() - started
+    raise TimeoutError(f"version with tag {tag} not served within {timeout} s")
+
+
+def counts(server: Server) -> dict[str, float]:
+    return {
+        "list": metric(server, "reloader_s3_requests_total", operation="ListObjectsV2"),
+        "get": metric(server, "reloader_s3_requests_total", operation="GetObject")
+        + metric(server, "reloader_s3_requests_total", operation="HeadObject"),
+        "receive": metric(server, "reloader_sqs_requests_total", operation="ReceiveMessage"),
+    }
+
+
+def pct(samples: list[float], percentile: int) -> float:
+    if len(samples) == 1:
+        return samples[0]
+    return statistics.quantiles(samples, n=100, method="inclusive")[percentile - 1]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, LocalStack 4.13.1"
+
+
+@contextmanager
+def endpoint() -> Iterator[str]:
+    configured = os.environ.get("AWS_ENDPOINT_URL")
+    if configured:
+        yield configured
+        return
+    instance = PrivateLocalStack(Path(tempfile.mkdtemp(prefix="localstack-bench-")))
+    instance.start()
+    os.environ["AWS_ENDPOINT_URL"] = instance.endpoint
+    try:
+        yield instance.endpoint
+    finally:
+        instance.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Event-driven reloading on LocalStack: S3 notifications through SQS, and SNS fan-out to every replica."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support import Models, api_spec, metric, notify_queue, notify_topic, wait_until
+
+pytestmark = pytest.mark.localstack
+
+NO_SCAN = {"interval": 3600}  # with scans an hour apart, only an event can have caused a reload
+
+
+def prediction(server, **params) -> float:
+    response = server.post({}, **params)
+    assert response.status_code == 200, response.text
+    return float(response.json()["prediction"])
+
+
+def test_queue_mode_serves_an_upload_from_its_event(serve, s3_client, sqs_client, bucket):
+    # GIVEN a bucket whose notifications go to a queue, and an agent that scans only hourly
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0, marker="_READY")
+    queue_url = notify_queue(s3_client, sqs_client, bucket)
+    reloading = {**NO_SCAN, "queue_url": queue_url, "ready_marker": "_READY"}
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading)))
+    assert prediction(server) == 1.0
+
+    # WHEN version 2 is uploaded THEN the event alone gets it served
+    models.put_version("m", 2, tag=2.0, marker="_READY")
+    wait_until(lambda: prediction(server) == 2.0, timeout=15, what="version 2 from the event")
+    status = server.version("test-api")
+    assert status["last_event"] is not None and status["last_reload"] >= status["last_event"]
+    wait_until(lambda: metric(server, "reloader_messages_total", result="deleted") >= 1, what="messages deleted")
+    assert metric(server, "reloader_reload_latency_seconds_count", model="test-api") >= 1
+
+    # WHEN version 2's marker is removed THEN version 2 is withdrawn
+    s3_client.delete_object(Bucket=bucket, Key="m/2/_READY")
+    wait_until(lambda: prediction(server) == 1.0, timeout=15, what="version 2 withdrawn")
+
+
+def test_topic_mode_fans_out_to_every_replica(serve, s3_client, sqs_client, sns_client, bucket):
+    # GIVEN three agents on one topic, each with its own replica id
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0)
+    topic_arn = notify_topic(s3_client, sns_client, bucket)
+    prefix = f"rl{bucket[-8:]}"
+    spec = serve.spec(
+        api_spec({"path": f"s3://{bucket}/m"}, reloading={**NO_SCAN, "topic_arn": topic_arn, "queue_prefix": prefix})
+    )
+    servers = [serve.start(spec, env={"RELOADER_REPLICA_ID": f"replica-{i}"}) for i in range(3)]
+    queues = sqs_client.list_queues(QueueNamePrefix=prefix).get("QueueUrls", [])
+    assert sorted(url.rsplit("/", 1)[1] for url in queues) == sorted(
+        [f"{prefix}-test-api-replica-{i}" for i in range(3)] + [f"{prefix}-test-api-replica-{i}-dlq" for i in range(3)]
+    )
+    tags = sqs_client.list_queue_tags(QueueUrl=next(u for u in queues if u.endswith("replica-0")))["Tags"]
+    assert tags["reloader:topic"] == topic_arn and int(tags["reloader:heartbeat"]) > 0
+    assert tags["reloader:subscription"].startswith(topic_arn)
+
+    # WHEN a version is uploaded THEN every replica serves it
+    models.put_version("m", 2, tag=2.0)
+    for server in servers:
+        wait_until(lambda server=server: prediction(server) == 2.0, timeout=15, what="every replica reloads")
+
+    # WHEN the replicas shut down cleanly THEN their queues and subscriptions are gone
+    for server in servers:
+        server.stop()
+        assert "and its subscription" in server.log()
+    assert sqs_client.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []) == []
+    endpoints = [s["Endpoint"] for s in sns_client.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]]
+    assert not [e for e in endpoints if prefix in e]
+
+
+def test_replayed_duplicated_and_bad_messages_leave_the_state_of_the_listing(serve, s3_client, sqs_client, bucket):
+    # GIVEN an agent on a queue, serving versions 1 and 2
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0)
+    models.put_version("m", 2, tag=2.0)
+    queue_url = sqs_client.create_queue(QueueName=f"replay-{bucket}")["QueueUrl"]
+    server = serve.start(
+        serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading={**NO_SCAN, "queue_url": queue_url}))
+    )
+    assert prediction(server) == 2.0
+
+    def record(name: str, key: str, target: str = bucket) -> str:
+        return json.dumps(
+            {
+                "Records": [
+                    {
+                        "eventVersion": "2.1",
+                        "eventSource": "aws:s3",
+                        "awsRegion": "us-east-1",
+                        "eventTime": "2026-01-01T00:00:00.000Z",
+                        "eventName": name,
+                        "userIdentity": {"principalId": "x"},
+                        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+                        "responseElements": {"x-amz-request-id": "1", "x-amz-id-2": "2"},
+                        "s3": {
+                            "s3SchemaVersion": "1.0",
+                            "configurationId": "c",
+                            "bucket": {
+                                "name": target,
+                                "ownerIdentity": {"principalId": "x"},
+                                "arn": f"arn:aws:s3:::{target}",
+                            },
+                            "object": {"key": key, "size": 1, "eTag": "e", "sequencer": "1"},
+                        },
+                    }
+                ]
+            }
+        )
+
+    # WHEN a stale ObjectRemoved for version 2 is replayed, duplicated, out of order, behind junk and
+    # a message for another bucket
+    for body in [
+        "this is not an S3 event",
+        record("ObjectCreated:Put", "m/9/model.pkl", target="another-bucket"),
+        record("ObjectRemoved:Delete", "m/2/model.pkl"),
+        record("ObjectRemoved:Delete", "m/2/model.pkl"),
+        record("ObjectCreated:Put", "m/2/model.pkl"),
+        record("ObjectRemoved:Delete", "m/2/model.pkl"),
+    ]:
+        sqs_client.send_message(QueueUrl=queue_url, MessageBody=body)
+    # and a real change arrives behind them
+    models.put_version("m", 3, tag=3.0)
+    sqs_client.send_message(QueueUrl=queue_url, MessageBody=record("ObjectCreated:Put", "m/3/model.pkl"))
+
+    # THEN the valid message is applied, version 2 (still in S3) still serves, and junk is counted
+    wait_until(lambda: prediction(server) == 3.0, timeout=15, what="the valid event behind the junk")
+    assert prediction(server, version=2) == 2.0
+    assert server.version("test-api")["loaded"] == [1, 2, 3]
+    wait_until(lambda: metric(server, "reloader_events_total", outcome="failed") == 1, what="junk counted")
+    assert metric(server, "reloader_events_total", outcome="ignored") == 1
+    assert "is not an S3 event" in server.log()
+
+
+def test_without_notifications_the_scan_converges_and_counts_drift(serve, s3_client, sqs_client, bucket):
+    # GIVEN an agent on a queue that never receives anything (notifications are off), scanning every second
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0)
+    queue_url = sqs_client.create_queue(QueueName=f"silent-{bucket}")["QueueUrl"]
+    reloading = {"queue_url": queue_url, "interval": 1, "jitter": 0}
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading)))
+    # WHEN a version is uploaded THEN the safety-net scan finds it, and counts it as drift
+    models.put_version("m", 2, tag=2.0)
+    wait_until(lambda: prediction(server) == 2.0, timeout=15, what="the scan loads version 2")
+    assert metric(server, "reloader_scan_drift_total", model="test-api") >= 1
+
+
+def test_marker_mode_waits_for_the_marker(serve, s3_client, sqs_client, bucket):
+    # GIVEN an agent in marker mode
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0, marker="_READY")
+    queue_url = notify_queue(s3_client, sqs_client, bucket)
+    reloading = {**NO_SCAN, "queue_url": queue_url, "ready_marker": "_READY"}
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading)))
+    # WHEN two of version 2's three files arrive, without the marker
+    s3_client.put_object(Bucket=bucket, Key="m/2/MANIFEST", Body=b"model.pkl part.bin")
+    models.put_version("m", 2, tag=2.0)
+
+    def waiting() -> bool:
+        status = server.version("test-api")["versions"].get("2", {})
+        return status.get("state") == "waiting" and "_READY" in status.get("error", "")
+
+    # THEN the agent saw it and does not load it
+    wait_until(waiting, timeout=15, what="version 2 seen and held back")
+    assert prediction(server) == 1.0
+    # WHEN the third file and then the marker arrive THEN it loads, complete
+    s3_client.put_object(Bucket=bucket, Key="m/2/part.bin", Body=b"x" * 1000)
+    s3_client.put_object(Bucket=bucket, Key="m/2/_READY", Body=b"")
+    wait_until(lambda: prediction(server) == 2.0, timeout=15, what="version 2 after its marker")
+    assert server.post({}).json()["missing"] == []
+
+
+def test_without_a_marker_a_version_loads_once_its_listing_settles(serve, s3_client, sqs_client, bucket):
+    import time
+
+    # GIVEN an agent on events, with no ready marker and a settle window of 1 s
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0)
+    queue_url = notify_queue(s3_client, sqs_client, bucket)
+    reloading = {**NO_SCAN, "queue_url": queue_url, "settle": 1.0}
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading)))
+    # WHEN version 2 is uploaded
+    models.put_version("m", 2, tag=2.0)
+    uploaded = time.monotonic()
+    # THEN it is served, and not before its listing stayed unchanged for the settle window
+    wait_until(lambda: prediction(server) == 2.0, timeout=15, what="version 2 after settling")
+    assert time.monotonic() - uploaded >= 1.0
