@@ -9,10 +9,10 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,infra]'
 	touch $@
 
-# The same with the tensorflow extra: the TensorFlow handler's tests run here, and skip in $(VENV).
+# With the tensorflow extra (no infra): the TensorFlow tests run here and skip in $(VENV); infra tests the reverse.
 VENV_TF := .venv-tf
 $(VENV_TF)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV_TF)
@@ -23,20 +23,25 @@ $(VENV_TF)/.installed: pyproject.toml
 localstack-install:
 	scripts/localstack.sh install
 
+# The CDK CLI and cdklocal, pinned in package-lock.json, for the deployment tests.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 demo: venv localstack-install
 	scripts/demo.sh
 
 lint: venv
-	$(BIN)/ruff check agent tests examples bench
+	$(BIN)/ruff check agent functions infra tests examples bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint localstack-install $(VENV_TF)/.installed
+test: lint localstack-install node_modules/.installed $(VENV_TF)/.installed
 	$(BIN)/pytest
 	$(VENV_TF)/bin/pytest
 
 clean:
-	rm -rf $(VENV) $(VENV_TF) .localstack .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV_TF) .localstack .mypy_cache .ruff_cache .pytest_cache node_modules cdk.out
 
 bench: venv localstack-install
 	$(BIN)/python -m bench.reload

@@ -30,13 +30,12 @@ import boto3
 from tests.support import (
     Models,
     PrivateLocalStack,
-    Server,
     ServeFactory,
+    Server,
     api_spec,
     metric,
     notify_queue,
     tagged_model,
-    wait_until,
 )
 
 MARKER = "_READY"
@@ -46,7 +45,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reloads", type=int, default=20, help="reloads measured per mode (default 20)")
     parser.add_argument("--polling-interval", type=float, default=10.0, help="polling mode's scan interval, s")
-    parser.add_argument("--idle-seconds", type=float, default=120.0, help="idle window counted per mode, s")
+    parser.add_argument(
+        "--idle-seconds", type=float, default=330.0, help="idle window counted per mode, s (covers one 300 s scan)"
+    )
     parser.add_argument("--scale", default="10,10000", help="model counts for the scale table (default 10,10000)")
     parser.add_argument("--events-per-scale", type=int, default=10, help="events timed per model count")
     args = parser.parse_args()

@@ -88,6 +88,13 @@ class Server:
         return int(self.process.returncode)
 
 
+def prediction(server: Server, **params: Any) -> float:
+    """The test handler's prediction for a request to `/` (fails on any non-200 answer)."""
+    response = server.post({}, **params)
+    assert response.status_code == 200, response.text
+    return float(response.json()["prediction"])
+
+
 class ServeFactory:
     def __init__(self, tmp_path: Path, endpoint: str) -> None:
         self.tmp_path = tmp_path

@@ -13,13 +13,14 @@ from typing import Any
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
+from s3transfer.exceptions import S3DownloadFailedError
 from s3transfer.manager import TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
 from agent.boundaries.aws import count_calls, translated
 from agent.domain.errors import ObjectChangedError, TemporaryError, UnsafeKeyError
 from agent.domain.locations import S3Location
-from agent.domain.versions import ObjectInfo, fingerprint, unsafe_key_reason
+from agent.domain.versions import ObjectInfo, unsafe_key_reason
 
 
 class S3:
@@ -33,6 +34,10 @@ class S3:
         self._concurrency = concurrency
         # One transfer manager for every download: its thread pools are made once, not per version.
         self._downloads = TransferManager(client, TransferConfig(max_concurrency=concurrency, use_threads=True))
+        # Every GET of a download carries IfMatch with the ETag we listed: an object replaced since the
+        # listing fails with 412 instead of mixing old and new files into one version.
+        self._expected_etags: dict[tuple[str, str], str] = {}
+        client.meta.events.register("before-parameter-build.s3.GetObject", self._pin_etag)
         if on_request is not None:
             count_calls(client, "s3", on_request)
 
@@ -60,25 +65,30 @@ class S3:
     def download(self, location: S3Location, objects: Iterable[ObjectInfo], destination: Path) -> None:
         """Download objects (keys relative to `location`) into `destination`, in parallel.
 
-        Then list the location again: if what was downloaded is no longer what S3 holds, the
-        version changed under us and ObjectChangedError says so (retry with a fresh listing).
+        Each GET is pinned to the listed ETag: if an object changed or vanished since the listing,
+        ObjectChangedError says so (a fresh listing will be read). What lands is exactly what was listed.
         """
-        objects = list(objects)
-        targets = [(obj, safe_path(destination, obj.key)) for obj in objects]
-        for _, target in targets:
+        targets = [(obj, location.key_prefix + obj.key, safe_path(destination, obj.key)) for obj in objects]
+        for _, _, target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
+        pins = {(location.bucket, key): obj.etag for obj, key, _ in targets if obj.etag}
+        self._expected_etags.update(pins)
         futures: list[Future[Any]] = []
-        with translated(f"downloading {location}"):
-            for obj, target in targets:
-                key = location.key_prefix + obj.key
-                pinned = [_Pinned(obj.size, obj.etag)]
-                futures.append(self._downloads.download(location.bucket, key, str(target), subscribers=pinned))
-            for future in futures:
-                _result_or_changed(future, location)
-        now = {obj.key: obj for obj in self.list(location)}
-        expected = {obj.key: obj for obj in objects}
-        if fingerprint(now[key] for key in expected if key in now) != fingerprint(expected.values()):
-            raise ObjectChangedError(f"{location} changed while it was downloaded; it will be read again")
+        try:
+            with translated(f"downloading {location}"):
+                for obj, key, target in targets:
+                    hints = [_Hints(obj.size, obj.etag)]
+                    futures.append(self._downloads.download(location.bucket, key, str(target), subscribers=hints))
+                for future in futures:
+                    _result_or_changed(future, location)
+        finally:
+            for pin in pins:
+                self._expected_etags.pop(pin, None)
+
+    def _pin_etag(self, params: dict[str, Any], **_: Any) -> None:
+        etag = self._expected_etags.get((params.get("Bucket", ""), params.get("Key", "")))
+        if etag and "IfMatch" not in params:
+            params["IfMatch"] = f'"{etag}"'
 
     def upload(
         self,
@@ -121,12 +131,16 @@ def _result_or_changed(future: Future[Any], location: S3Location) -> None:
         if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "412", "PreconditionFailed"):
             raise ObjectChangedError(f"an object of {location} was removed or replaced while downloading") from error
         raise
+    except S3DownloadFailedError as error:
+        if "ETag" in str(error):
+            raise ObjectChangedError(f"an object of {location} was removed or replaced while downloading") from error
+        raise TemporaryError(f"downloading {location} failed: {error}") from error
     except OSError as error:
         raise TemporaryError(f"writing a download of {location} failed: {error}") from error
 
 
-class _Pinned(BaseSubscriber):  # type: ignore[misc]
-    """Tell s3transfer the size and ETag from our listing: no HeadObject, and ranged GETs carry IfMatch."""
+class _Hints(BaseSubscriber):  # type: ignore[misc]
+    """Tell s3transfer the size and ETag from our listing: no HeadObject before the GET."""
 
     def __init__(self, size: int, etag: str) -> None:
         self._size = size

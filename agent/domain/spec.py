@@ -31,6 +31,13 @@ NOT_APPLICABLE_HANDLER_FIELDS = (
 )
 
 
+def _folder_name(value: str) -> str:
+    """Model and API names become folder and queue names: no '/', '..' or empty names."""
+    if not is_model_name(value):
+        raise ValueError(f"expected a name usable as a folder name (no '/', not '.' or '..'), found {value!r}")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -40,12 +47,7 @@ class ModelPathSpec(_Strict):
     path: str
     signature_key: str | None = None
 
-    @field_validator("name")
-    @classmethod
-    def _name_is_a_folder_name(cls, value: str) -> str:
-        if not is_model_name(value):
-            raise ValueError(f"expected a model name usable as a folder name, found {value!r}")
-        return value
+    _name_is_a_folder_name = field_validator("name")(_folder_name)
 
 
 class ModelsSpec(_Strict):
@@ -131,12 +133,7 @@ class ApiSpec(_Strict):
     networking: dict[str, Any] | None = None
     reloading: ReloadingSettings = Field(default_factory=ReloadingSettings)
 
-    @field_validator("name")
-    @classmethod
-    def _name_is_simple(cls, value: str) -> str:
-        if not is_model_name(value):
-            raise ValueError(f"expected a simple name (letters, digits, '-', '_'), found {value!r}")
-        return value
+    _name_is_a_folder_name = field_validator("name")(_folder_name)
 
     @field_validator("reloading", mode="before")
     @classmethod

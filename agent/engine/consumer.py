@@ -125,6 +125,7 @@ class QueueConsumer:
             )
             return
         routed = route(events, self._models)
+        log.debug("message %s: %d event(s), models %s", message.id, len(events), sorted(routed.models), extra=context)
         if routed.ignored:
             self._metrics.events.labels("ignored").inc(routed.ignored)
         if not routed.models:

@@ -6,26 +6,24 @@ import json
 
 import pytest
 
-from tests.support import Models, api_spec, metric, notify_queue, notify_topic, wait_until
+from tests.support import Models, api_spec, metric, notify_queue, notify_topic, prediction, wait_until
 
 pytestmark = pytest.mark.localstack
 
 NO_SCAN = {"interval": 3600}  # with scans an hour apart, only an event can have caused a reload
 
 
-def prediction(server, **params) -> float:
-    response = server.post({}, **params)
-    assert response.status_code == 200, response.text
-    return float(response.json()["prediction"])
+def serve_on_events(serve, s3_client, sqs_client, bucket, **reloading):
+    """Version 1 of model `m` (with its marker), a notified queue, and an agent on it that scans hourly."""
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0, marker="_READY")
+    settings = {**NO_SCAN, "queue_url": notify_queue(s3_client, sqs_client, bucket), **reloading}
+    return models, serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=settings)))
 
 
 def test_queue_mode_serves_an_upload_from_its_event(serve, s3_client, sqs_client, bucket):
     # GIVEN a bucket whose notifications go to a queue, and an agent that scans only hourly
-    models = Models(s3_client, bucket)
-    models.put_version("m", 1, tag=1.0, marker="_READY")
-    queue_url = notify_queue(s3_client, sqs_client, bucket)
-    reloading = {**NO_SCAN, "queue_url": queue_url, "ready_marker": "_READY"}
-    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading)))
+    models, server = serve_on_events(serve, s3_client, sqs_client, bucket, ready_marker="_READY")
     assert prediction(server) == 1.0
 
     # WHEN version 2 is uploaded THEN the event alone gets it served
@@ -151,11 +149,7 @@ def test_without_notifications_the_scan_converges_and_counts_drift(serve, s3_cli
 
 def test_marker_mode_waits_for_the_marker(serve, s3_client, sqs_client, bucket):
     # GIVEN an agent in marker mode
-    models = Models(s3_client, bucket)
-    models.put_version("m", 1, tag=1.0, marker="_READY")
-    queue_url = notify_queue(s3_client, sqs_client, bucket)
-    reloading = {**NO_SCAN, "queue_url": queue_url, "ready_marker": "_READY"}
-    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading)))
+    models, server = serve_on_events(serve, s3_client, sqs_client, bucket, ready_marker="_READY")
     # WHEN two of version 2's three files arrive, without the marker
     s3_client.put_object(Bucket=bucket, Key="m/2/MANIFEST", Body=b"model.pkl part.bin")
     models.put_version("m", 2, tag=2.0)
@@ -178,14 +172,32 @@ def test_without_a_marker_a_version_loads_once_its_listing_settles(serve, s3_cli
     import time
 
     # GIVEN an agent on events, with no ready marker and a settle window of 1 s
-    models = Models(s3_client, bucket)
-    models.put_version("m", 1, tag=1.0)
-    queue_url = notify_queue(s3_client, sqs_client, bucket)
-    reloading = {**NO_SCAN, "queue_url": queue_url, "settle": 1.0}
-    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading)))
+    models, server = serve_on_events(serve, s3_client, sqs_client, bucket, settle=1.0)
     # WHEN version 2 is uploaded
     models.put_version("m", 2, tag=2.0)
     uploaded = time.monotonic()
     # THEN it is served, and not before its listing stayed unchanged for the settle window
     wait_until(lambda: prediction(server) == 2.0, timeout=15, what="version 2 after settling")
     assert time.monotonic() - uploaded >= 1.0
+
+
+def test_topic_mode_serves_while_its_queue_cannot_be_made_and_subscribes_later(
+    serve, s3_client, sqs_client, sns_client, bucket
+):
+    # GIVEN an agent pointed at a topic that does not exist yet
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0)
+    topic_arn = f"arn:aws:sns:us-east-1:000000000000:models-{bucket}"
+    prefix = f"late{bucket[-8:]}"
+    reloading = {**NO_SCAN, "topic_arn": topic_arn, "queue_prefix": prefix, "replica_id": "r1"}
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading)))
+    # THEN it serves anyway, and says why it has no queue
+    assert prediction(server) == 1.0
+    assert "cannot create this replica's queue yet" in server.log()
+    # WHEN the topic appears THEN the agent subscribes in the background and events flow
+    assert notify_topic(s3_client, sns_client, bucket) == topic_arn
+    wait_until(lambda: "created this replica's queue after all" in server.log(), timeout=60, what="late subscription")
+    models.put_version("m", 2, tag=2.0)
+    wait_until(lambda: prediction(server) == 2.0, timeout=15, what="version 2 from the event")
+    server.stop()
+    assert sqs_client.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []) == []

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import Models, api_spec, wait_until
+from tests.support import Models, api_spec, prediction, wait_until
 
 pytestmark = pytest.mark.localstack
-
-
-def prediction(server, **params) -> float:
-    response = server.post({}, **params)
-    assert response.status_code == 200, response.text
-    return float(response.json()["prediction"])
 
 
 def test_versions_are_added_updated_in_place_and_removed(serve, s3_client, bucket):

@@ -1,0 +1,1 @@
+"""The janitor Lambda: deletes the queues of replicas that stopped heart-beating (see core.py)."""

@@ -1,0 +1,1 @@
+"""The CDK app that provisions model-reloader's AWS side: bucket, events, queues, access, janitor."""

@@ -1,0 +1,75 @@
+"""What a replica may do, and nothing more: read models under the prefix, use queues under the queue
+prefix (its own, created in topic mode, or the stack's fixed ones), and (un)subscribe on this topic.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from infra.cdk import nag
+from infra.cdk.config import StackConfig
+
+QUEUE_ACTIONS = (
+    "sqs:CreateQueue",
+    "sqs:TagQueue",
+    "sqs:SetQueueAttributes",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:DeleteQueue",
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+)
+TOPIC_ACTIONS = ("sns:Subscribe", "sns:Unsubscribe")
+
+
+def queues_arn(scope: Construct, config: StackConfig) -> str:
+    """`arn:<partition>:sqs:<region>:<account>:<queuePrefix>-*`: the queues of this deployment."""
+    return cdk.Stack.of(scope).format_arn(service="sqs", resource=config.queue_name_pattern)
+
+
+class ReplicaAccess(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StackConfig, bucket_arn: str, topic: sns.ITopic
+    ) -> None:
+        super().__init__(scope, construct_id)
+        queues = queues_arn(self, config)
+        models = f"{bucket_arn}/{config.models_prefix}*"
+        list_models = iam.PolicyStatement(sid="ListModels", actions=["s3:ListBucket"], resources=[bucket_arn])
+        if config.models_prefix:
+            list_models.add_condition("StringLike", {"s3:prefix": [f"{config.models_prefix}*"]})
+        self.policy = iam.ManagedPolicy(
+            self,
+            "Policy",
+            description="model-reloader replicas: read models, use their queues, subscribe them to the topic",
+            statements=[
+                list_models,
+                iam.PolicyStatement(sid="ReadModels", actions=["s3:GetObject"], resources=[models]),
+                iam.PolicyStatement(sid="UseQueues", actions=list(QUEUE_ACTIONS), resources=[queues]),
+                iam.PolicyStatement(
+                    sid="SubscribeQueues", actions=list(TOPIC_ACTIONS), resources=[topic.topic_arn]
+                ),
+            ],
+        )
+        for resource, why in (
+            (models, "Objects under the models prefix: each model version is a folder of objects."),
+            (queues, "Replicas create their own queues at start (topic mode), named under the queue prefix."),
+        ):
+            nag.acknowledge(
+                self.policy,
+                "IAM5",
+                why,
+                applies_to=f"Resource::{nag.finding_text(cdk.Stack.of(self), resource)}",
+            )
+        self.role: iam.Role | None = None
+        if config.replica_role_service:
+            self.role = iam.Role(
+                self,
+                "Role",
+                description="model-reloader replicas",
+                assumed_by=iam.ServicePrincipal(config.replica_role_service),
+                managed_policies=[self.policy],
+            )

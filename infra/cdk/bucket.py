@@ -1,0 +1,112 @@
+"""The models bucket: created locked down (encrypted, private, TLS only), or an existing one by name.
+
+A created bucket carries its notification configuration natively (no Lambda-backed custom resource).
+S3 checks, when the configuration is applied, that the topic's policy lets it publish, so the bucket
+must come after the topic policy; the policy names the bucket by an ARN built from its known name
+rather than by reference, which is what keeps that ordering free of a cycle.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from constructs import Construct
+
+from infra.cdk import nag
+from infra.cdk.config import EventRoute, StackConfig
+from infra.cdk.constants import S3_EVENTS
+from infra.cdk.events import ModelEvents
+
+
+def bucket_name_for(config: StackConfig) -> str:
+    """The configured bucket, or the one the stack creates: unique per account and region."""
+    if config.bucket_name:
+        return config.bucket_name
+    return f"{config.queue_prefix}-models-{cdk.Aws.ACCOUNT_ID}-{cdk.Aws.REGION}"
+
+
+def bucket_arn_for(scope: Construct, name: str) -> str:
+    return cdk.Stack.of(scope).format_arn(service="s3", region="", account="", resource=name)
+
+
+class ModelsBucket(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StackConfig, model_events: ModelEvents
+    ) -> None:
+        super().__init__(scope, construct_id)
+        name = bucket_name_for(config)
+        if config.bucket_name:
+            self.bucket = s3.Bucket.from_bucket_name(self, "Existing", name)
+            self._notify_existing(config, model_events)
+        else:
+            self.bucket = self._create(config, name)
+            self._notify_created(config, model_events)
+
+    def _create(self, config: StackConfig, name: str) -> s3.Bucket:
+        bucket = s3.Bucket(
+            self,
+            "Bucket",
+            bucket_name=name,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            versioned=config.bucket_versioning,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        nag.acknowledge(
+            bucket,
+            "S1",
+            "Server access logs would need a second bucket per deployment; reads are by replicas with "
+            "the replica policy, and CloudTrail data events can audit them where required.",
+        )
+        return bucket
+
+    def _notify_created(self, config: StackConfig, model_events: ModelEvents) -> None:
+        cfn_bucket = self.bucket.node.default_child
+        assert isinstance(cfn_bucket, s3.CfnBucket)
+        if config.event_route is EventRoute.EVENTBRIDGE:
+            cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+                event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(
+                    event_bridge_enabled=True
+                )
+            )
+            return
+        key_filter = None
+        if config.models_prefix:
+            key_filter = s3.CfnBucket.NotificationFilterProperty(
+                s3_key=s3.CfnBucket.S3KeyFilterProperty(
+                    rules=[s3.CfnBucket.FilterRuleProperty(name="prefix", value=config.models_prefix)]
+                )
+            )
+        cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            topic_configurations=[
+                s3.CfnBucket.TopicConfigurationProperty(
+                    event=event, topic=model_events.topic.topic_arn, filter=key_filter
+                )
+                for event in S3_EVENTS
+            ]
+        )
+        self.bucket.node.add_dependency(model_events.policy)
+
+    def _notify_existing(self, config: StackConfig, model_events: ModelEvents) -> None:
+        # CDK's notifications custom resource merges ours into the bucket's existing configuration.
+        if config.event_route is EventRoute.EVENTBRIDGE:
+            self.bucket.enable_event_bridge_notification()
+        else:
+            key_filters = (
+                [s3.NotificationKeyFilter(prefix=config.models_prefix)] if config.models_prefix else []
+            )
+            destination = s3n.SnsDestination(model_events.topic)
+            for event_type in (s3.EventType.OBJECT_CREATED, s3.EventType.OBJECT_REMOVED):
+                self.bucket.add_event_notification(event_type, destination, *key_filters)
+        stack = cdk.Stack.of(self)
+        for handler in stack.node.children:
+            if handler.node.id.startswith("BucketNotificationsHandler"):
+                nag.acknowledge(
+                    handler,
+                    "IAM4",
+                    "CDK's own notifications handler logs with the AWS-managed basic execution policy.",
+                    applies_to="Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+                )

@@ -1,0 +1,45 @@
+"""Queues the stack owns, for replicas with a fixed identity (queue mode): one per replica, each with
+a dead-letter queue, subscribed to the topic. Replicas in topic mode create their own queues instead.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from functions.janitor.names import DLQ_SUFFIX
+from infra.cdk.config import StackConfig
+
+
+class FixedQueues(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StackConfig, topic: sns.ITopic
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.queues: list[sqs.Queue] = []
+        for number in range(1, config.fixed_queues + 1):
+            name = config.fixed_queue_name(number)
+            dead_letters = sqs.Queue(
+                self,
+                f"DeadLetters{number}",
+                queue_name=name + DLQ_SUFFIX,
+                encryption=sqs.QueueEncryption.SQS_MANAGED,
+                enforce_ssl=True,
+                retention_period=cdk.Duration.days(14),
+            )
+            queue = sqs.Queue(
+                self,
+                f"Queue{number}",
+                queue_name=name,
+                encryption=sqs.QueueEncryption.SQS_MANAGED,
+                enforce_ssl=True,
+                visibility_timeout=cdk.Duration.seconds(config.visibility_timeout),
+                dead_letter_queue=sqs.DeadLetterQueue(
+                    queue=dead_letters, max_receive_count=config.max_receive_count
+                ),
+            )
+            topic.add_subscription(subscriptions.SqsSubscription(queue))
+            self.queues.append(queue)

@@ -1,0 +1,279 @@
+"""Synthesis tests: what the stack creates, and the properties that make it safe."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from agent.domain.settings import ReloadingSettings
+from functions.janitor.names import DLQ_SUFFIX
+from infra.cdk.constants import EVENTBRIDGE_DETAIL_TYPES, JANITOR_HANDLER, S3_EVENTS, Outputs
+from tests.infra.conftest import Template, synth
+
+# The variants a user can choose; each synthesises once per test run.
+DEFAULT: dict[str, str] = {"fixedQueues": "2"}
+EVENTBRIDGE = {"eventRoute": "eventbridge"}
+EXISTING = {"bucketName": "their-models", "replicaRoleService": "ec2.amazonaws.com"}
+LOCALSTACK = {"functions": "false", "bucketVersioning": "true"}
+VARIANTS = [
+    pytest.param(DEFAULT, id="default"),
+    pytest.param(EVENTBRIDGE, id="eventbridge"),
+    pytest.param(EXISTING, id="existing-bucket"),
+    pytest.param(LOCALSTACK, id="no-functions"),
+]
+
+
+def resources(template: Template, kind: str) -> dict[str, Any]:
+    return dict(template.find_resources(kind))
+
+
+def only(template: Template, kind: str) -> dict[str, Any]:
+    found = resources(template, kind)
+    assert len(found) == 1, f"expected one {kind}, found {list(found)}"
+    return next(iter(found.values()))
+
+
+def statements(template: Template) -> list[dict[str, Any]]:
+    """Every statement of every IAM, topic, queue and bucket policy in the template."""
+    found = []
+    for kind in (
+        "AWS::IAM::Policy",
+        "AWS::IAM::ManagedPolicy",
+        "AWS::SNS::TopicPolicy",
+        "AWS::SQS::QueuePolicy",
+        "AWS::S3::BucketPolicy",
+    ):
+        for resource in resources(template, kind).values():
+            found.extend(resource["Properties"]["PolicyDocument"]["Statement"])
+    for role in resources(template, "AWS::IAM::Role").values():
+        for policy in role["Properties"].get("Policies", ()):
+            found.extend(policy["PolicyDocument"]["Statement"])
+    return found
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.mark.parametrize("context", VARIANTS)
+def test_no_policy_allows_a_wildcard_action_or_resource(context: dict[str, str]) -> None:
+    # GIVEN the synthesised stack (cdk-nag passed, or synth would have raised)
+    template = synth(**context)
+    # WHEN looking at every Allow statement
+    allows = [statement for statement in statements(template) if statement["Effect"] == "Allow"]
+    # THEN none allows `*` actions, `service:*`, or the bare `*` resource
+    assert allows
+    for statement in allows:
+        for action in as_list(statement["Action"]):
+            assert action != "*" and not action.endswith(":*"), statement
+        assert "*" not in as_list(statement.get("Resource", [])), statement
+
+
+def test_created_bucket_is_encrypted_private_tls_only_and_notifies_the_topic_natively() -> None:
+    template = synth(**DEFAULT)
+    bucket = only(template, "AWS::S3::Bucket")
+    properties = bucket["Properties"]
+    assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+        "ServerSideEncryptionByDefault"
+    ] == {"SSEAlgorithm": "AES256"}
+    assert properties["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+    )
+    assert "VersioningConfiguration" not in properties
+    denies = [s for s in statements(template) if s["Effect"] == "Deny" and "s3:*" in as_list(s["Action"])]
+    assert denies and denies[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    # the notification filters: both event families, under the models prefix, to the topic
+    topic_id = next(iter(resources(template, "AWS::SNS::Topic")))
+    configurations = properties["NotificationConfiguration"]["TopicConfigurations"]
+    assert [c["Event"] for c in configurations] == list(S3_EVENTS)
+    for configuration in configurations:
+        assert configuration["Topic"] == {"Ref": topic_id}
+        assert configuration["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "models/"}]
+    # natively, not through CDK's Lambda-backed custom resource, and after the topic policy
+    assert not resources(template, "Custom::S3BucketNotifications")
+    assert bucket["DependsOn"] == list(resources(template, "AWS::SNS::TopicPolicy"))
+
+
+def test_versioning_is_optional() -> None:
+    template = synth(**LOCALSTACK)
+    assert only(template, "AWS::S3::Bucket")["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+
+
+def test_topic_accepts_publications_only_from_the_bucket_in_this_account() -> None:
+    template = synth(**DEFAULT)
+    publishers = [s for s in statements(template) if s["Effect"] == "Allow" and s["Action"] == "sns:Publish"]
+    assert len(publishers) == 1
+    [publisher] = publishers
+    assert publisher["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert publisher["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    bucket_name = only(template, "AWS::S3::Bucket")["Properties"]["BucketName"]
+    # the ARN is spelt from the bucket's name, not referenced: that is what avoids the cycle
+    source_arn = json.dumps(publisher["Condition"]["ArnEquals"]["aws:SourceArn"])
+    assert json.dumps(bucket_name["Fn::Join"][1][1:]).strip("[]") in source_arn
+
+
+def test_eventbridge_route_forwards_the_same_events_and_only_that_rule_may_publish() -> None:
+    template = synth(**EVENTBRIDGE)
+    bucket = only(template, "AWS::S3::Bucket")["Properties"]
+    assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    rules = {
+        rule_id: rule
+        for rule_id, rule in resources(template, "AWS::Events::Rule").items()
+        if "EventPattern" in rule["Properties"]
+    }
+    assert len(rules) == 1
+    [(rule_id, rule)] = rules.items()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.s3"]
+    assert pattern["detail-type"] == list(EVENTBRIDGE_DETAIL_TYPES)
+    assert pattern["detail"]["object"] == {"key": [{"prefix": "models/"}]}
+    topic_id = next(iter(resources(template, "AWS::SNS::Topic")))
+    assert rule["Properties"]["Targets"] == [{"Arn": {"Ref": topic_id}, "Id": "Topic"}]
+    [publisher] = [s for s in statements(template) if s["Effect"] == "Allow" and s["Action"] == "sns:Publish"]
+    assert publisher["Principal"] == {"Service": "events.amazonaws.com"}
+    assert publisher["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}}}
+
+
+def test_fixed_queues_have_encrypted_dead_letter_queues_and_subscriptions() -> None:
+    template = synth(**DEFAULT)
+    queues = resources(template, "AWS::SQS::Queue")
+    by_name = {queue["Properties"]["QueueName"]: (queue_id, queue) for queue_id, queue in queues.items()}
+    assert sorted(by_name) == sorted(
+        [
+            "reloader--fixed-1",
+            "reloader--fixed-2",
+            f"reloader--fixed-1{DLQ_SUFFIX}",
+            f"reloader--fixed-2{DLQ_SUFFIX}",
+        ]
+    )
+    for _, queue in by_name.values():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True
+    subscribed = {
+        s["Properties"]["Endpoint"]["Fn::GetAtt"][0]
+        for s in resources(template, "AWS::SNS::Subscription").values()
+    }
+    for number in (1, 2):
+        queue_id, queue = by_name[f"reloader--fixed-{number}"]
+        dead_letters_id, _ = by_name[f"reloader--fixed-{number}{DLQ_SUFFIX}"]
+        assert queue["Properties"]["RedrivePolicy"] == {
+            "deadLetterTargetArn": {"Fn::GetAtt": [dead_letters_id, "Arn"]},
+            "maxReceiveCount": 5,
+        }
+        assert queue["Properties"]["VisibilityTimeout"] == 300
+        assert queue_id in subscribed
+        assert dead_letters_id not in subscribed
+
+
+def test_replica_policy_is_limited_to_the_prefixes_and_the_topic() -> None:
+    template = synth(**DEFAULT)
+    document = only(template, "AWS::IAM::ManagedPolicy")["Properties"]["PolicyDocument"]
+    by_sid = {statement["Sid"]: statement for statement in document["Statement"]}
+    assert set(by_sid) == {"ListModels", "ReadModels", "UseQueues", "SubscribeQueues"}
+    assert by_sid["ListModels"]["Condition"] == {"StringLike": {"s3:prefix": ["models/*"]}}
+    assert json.dumps(by_sid["ReadModels"]["Resource"]).endswith('"/models/*"]]}')
+    assert json.dumps(by_sid["UseQueues"]["Resource"]).endswith('":reloader-*"]]}')
+    assert set(by_sid["UseQueues"]["Action"]) >= {"sqs:CreateQueue", "sqs:TagQueue", "sqs:ReceiveMessage"}
+    assert by_sid["SubscribeQueues"]["Action"] == ["sns:Subscribe", "sns:Unsubscribe"]
+    topic_id = next(iter(resources(template, "AWS::SNS::Topic")))
+    assert by_sid["SubscribeQueues"]["Resource"] == {"Ref": topic_id}
+    assert not resources(template, "AWS::IAM::Role") or all(
+        "ec2.amazonaws.com" not in json.dumps(role) for role in resources(template, "AWS::IAM::Role").values()
+    )
+
+
+def test_an_existing_bucket_is_referenced_not_created_and_a_replica_role_is_optional() -> None:
+    template = synth(**EXISTING)
+    assert not resources(template, "AWS::S3::Bucket")
+    notifications = only(template, "Custom::S3BucketNotifications")["Properties"]["NotificationConfiguration"]
+    assert [c["Events"] for c in notifications["TopicConfigurations"]] == [
+        ["s3:ObjectCreated:*"],
+        ["s3:ObjectRemoved:*"],
+    ]
+    replica_roles = [
+        role
+        for role in resources(template, "AWS::IAM::Role").values()
+        if "ec2.amazonaws.com" in json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
+    ]
+    assert len(replica_roles) == 1
+    assert replica_roles[0]["Properties"]["ManagedPolicyArns"] == [
+        {"Ref": next(iter(resources(template, "AWS::IAM::ManagedPolicy")))}
+    ]
+
+
+def test_janitor_runs_on_a_schedule_with_its_settings() -> None:
+    template = synth(**DEFAULT)
+    function_id, function = next(iter(resources(template, "AWS::Lambda::Function").items()))
+    properties = function["Properties"]
+    assert properties["Handler"] == JANITOR_HANDLER
+    variables = properties["Environment"]["Variables"]
+    assert variables["QUEUE_PREFIX"] == "reloader"
+    assert variables["HEARTBEAT_TTL_SECONDS"] == "3600"
+    assert variables["TOPIC_ARN"] == {"Ref": next(iter(resources(template, "AWS::SNS::Topic")))}
+    assert properties["Layers"][0].startswith("{{resolve:ssm:/aws/service/powertools/python/x86_64/")
+    [schedule] = resources(template, "AWS::Events::Rule").values()
+    assert schedule["Properties"]["ScheduleExpression"] == "rate(15 minutes)"
+    assert schedule["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    janitor_statements = {s.get("Sid"): s for s in statements(template)}
+    assert janitor_statements["RemoveStaleQueues"]["Action"] == [
+        "sqs:ListQueueTags",
+        "sqs:GetQueueAttributes",
+        "sqs:DeleteQueue",
+    ]
+    assert json.dumps(janitor_statements["RemoveStaleQueues"]["Resource"]).endswith('":reloader-*"]]}')
+
+
+def test_functions_can_be_left_out_for_localstack() -> None:
+    template = synth(**LOCALSTACK)
+    assert not resources(template, "AWS::Lambda::Function")
+    assert not resources(template, "AWS::Events::Rule")
+
+
+def test_janitor_layer_is_the_powertools_major_version_the_tests_run_with() -> None:
+    from aws_lambda_powertools.shared.version import VERSION
+
+    # GIVEN the default layer version WHEN synthesised THEN it is the same major version as the tested library
+    template = synth(**DEFAULT)
+    [function] = resources(template, "AWS::Lambda::Function").values()
+    layer_version = function["Properties"]["Layers"][0].rstrip("}").rsplit("/", 1)[-1]
+    assert layer_version.split(".")[0] == VERSION.split(".")[0]
+    assert f"/{function['Properties']['Runtime']}/" in function["Properties"]["Layers"][0]
+
+
+def test_outputs_give_what_a_replica_needs_and_a_reloading_block_that_parses() -> None:
+    template = synth(**DEFAULT)
+    outputs = template.to_json()["Outputs"]
+    expected = {
+        Outputs.BUCKET_NAME,
+        Outputs.MODELS_PREFIX,
+        Outputs.TOPIC_ARN,
+        Outputs.QUEUE_PREFIX,
+        Outputs.REPLICA_POLICY_ARN,
+        Outputs.RELOADING_TOPIC_MODE,
+        Outputs.JANITOR_FUNCTION,
+        Outputs.queue_url(1),
+        Outputs.queue_url(2),
+        Outputs.reloading_queue_mode(1),
+        Outputs.reloading_queue_mode(2),
+    }
+    assert set(outputs) == expected
+    # GIVEN the topic-mode block with CloudFormation's substitution done
+    joined = outputs[Outputs.RELOADING_TOPIC_MODE]["Value"]["Fn::Join"][1]
+    text = "".join(
+        part if isinstance(part, str) else "arn:aws:sns:us-east-1:123456789012:topic" for part in joined
+    )
+    # WHEN a user pastes it into a spec THEN it is the agent's `reloading:` block
+    block = yaml.safe_load(text)
+    assert block == {
+        "reloading": {
+            "topic_arn": "arn:aws:sns:us-east-1:123456789012:topic",
+            "queue_prefix": "reloader",
+            "ready_marker": "_READY",
+            "visibility_timeout": 300,
+        }
+    }
+    # AND the agent accepts every field of it
+    settings = ReloadingSettings(**block["reloading"])
+    assert settings.topic_arn == "arn:aws:sns:us-east-1:123456789012:topic"
