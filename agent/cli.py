@@ -86,10 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve one API of a Cortex 0.35 API spec. Exits with status 2 on an invalid spec.",
         epilog="Reloader settings (the spec's `reloading:` block; the environment variable wins):\n" + settings,
     )
-    serve.add_argument("spec", type=Path, help="the API spec YAML file")
-    serve.add_argument("--api", help="which API of the spec file (needed when it holds several)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8888, help="port to listen on (default 8888)")
+    _service_arguments(serve)
     serve.set_defaults(run=serve_command)
 
     agent = commands.add_parser(
@@ -100,10 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         "a sidecar. Answers /healthz, /readyz, /models and /metrics. Exits with status 2 on an invalid spec.",
         epilog="Reloader settings (the spec's `reloading:` block; the environment variable wins):\n" + settings,
     )
-    agent.add_argument("spec", type=Path, help="the API spec YAML file")
-    agent.add_argument("--api", help="which API of the spec file (needed when it holds several)")
-    agent.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    agent.add_argument("--port", type=int, default=8888, help="port to listen on (default 8888)")
+    _service_arguments(agent)
     agent.set_defaults(run=agent_command)
 
     status = commands.add_parser("status", help="print the models of a running API")
@@ -123,6 +117,14 @@ def _parser() -> argparse.ArgumentParser:
     push.add_argument("--no-marker", action="store_true", help="write no ready marker")
     push.set_defaults(run=push_command)
     return parser
+
+
+def _service_arguments(command: argparse.ArgumentParser) -> None:
+    """The arguments `serve` and `agent` share: which API of which spec, and where to listen."""
+    command.add_argument("spec", type=Path, help="the API spec YAML file")
+    command.add_argument("--api", help="which API of the spec file (needed when it holds several)")
+    command.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    command.add_argument("--port", type=int, default=8888, help="port to listen on (default 8888)")
 
 
 # -- serve -----------------------------------------------------------------------------------
