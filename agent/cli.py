@@ -15,6 +15,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -263,11 +264,20 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
     if not_applicable:
         log.warning("accepted but not applicable on a single replica, ignored: %s", ", ".join(not_applicable))
     service = Service(spec, with_handler=with_handler)
-    service.start()
+    server = uvicorn.Server(uvicorn.Config(service.app, host=args.host, port=args.port, log_level="warning"))
+    threading.Thread(target=_start_when_listening, args=(server, service), name="agent-start", daemon=True).start()
     what = "serving API" if with_handler else "agent of API"
     log.info("%s %r on http://%s:%d", what, spec.api.name, args.host, args.port)
-    uvicorn.run(service.app, host=args.host, port=args.port, log_level="warning", lifespan="on")
+    server.run()
     return 0
+
+
+def _start_when_listening(server: Any, service: Service) -> None:
+    """Start the agent once HTTP answers, so /healthz does not wait for a large initial load."""
+    while not server.started and not server.should_exit:
+        time.sleep(0.01)
+    if not server.should_exit:
+        service.start()
 
 
 # -- handler.type: tensorflow ----------------------------------------------------------------

@@ -50,6 +50,9 @@ def main() -> None:
     )
     parser.add_argument("--scale", default="10,10000", help="model counts for the scale table (default 10,10000)")
     parser.add_argument("--events-per-scale", type=int, default=10, help="events timed per model count")
+    parser.add_argument(
+        "--only", choices=["latency", "idle", "scale"], action="append", help="run only these tables (repeatable)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
@@ -58,9 +61,13 @@ def main() -> None:
     with endpoint() as url, tempfile.TemporaryDirectory(prefix="reloader-bench-") as tmp:
         bench = Bench(url, Path(tmp))
         try:
-            bench.latency(args.reloads, args.polling_interval)
-            bench.idle(args.idle_seconds, args.polling_interval)
-            bench.scale([int(n) for n in args.scale.split(",")], args.events_per_scale)
+            tables = args.only or ["latency", "idle", "scale"]
+            if "latency" in tables:
+                bench.latency(args.reloads, args.polling_interval)
+            if "idle" in tables:
+                bench.idle(args.idle_seconds, args.polling_interval)
+            if "scale" in tables:
+                bench.scale([int(n) for n in args.scale.split(",")], args.events_per_scale)
         finally:
             bench.serve.stop_all()
 
@@ -79,7 +86,7 @@ class Bench:
 
     def start(self, bucket: str, models: dict[str, str], reloading: dict[str, object]) -> Server:
         spec = self.serve.spec(api_spec(models, name="bench", reloading=reloading), name=f"{bucket}.yaml")
-        return self.serve.start(spec)
+        return self.serve.start(spec, ready_timeout=1800)
 
     # -- 1. latency -------------------------------------------------------------------------
     def latency(self, reloads: int, polling_interval: float) -> None:

@@ -125,6 +125,7 @@ class ServeFactory:
         env: dict[str, str] | None = None,
         wait_ready: bool = True,
         api: str | None = None,
+        ready_timeout: float = 60,
         command_name: str = "serve",
     ) -> Server:
         """Run `reloader serve` (or `command_name`, e.g. "agent") and wait until it is ready."""
@@ -148,7 +149,7 @@ class ServeFactory:
             return httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200
 
         if wait_ready:
-            wait_until(ready, timeout=60, what="readyz")
+            wait_until(ready, timeout=ready_timeout, interval=0.2, what="readyz")
         return server
 
     def stop_all(self) -> None:

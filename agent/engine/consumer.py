@@ -84,9 +84,11 @@ class QueueConsumer:
     def stop(self) -> None:
         self._stop.set()
         # A long poll in flight is not waited for: what it receives stays in the queue and is redelivered.
-        self._receiver.join(timeout=1)
+        if self._receiver.is_alive():
+            self._receiver.join(timeout=1)
         self._done.put_nowait((Message("", "", "", 0), False))  # wake the acker
-        self._acker.join(timeout=10)
+        if self._acker.is_alive():
+            self._acker.join(timeout=10)
 
     # -- receiving -----------------------------------------------------------------------
     def _receive_loop(self) -> None:

@@ -1,8 +1,10 @@
 """What is loaded and how each version fares: the served objects and the status behind `/models`.
 
-Served objects are swapped copy-on-write: a reader takes the current mapping with one
-reference read and never sees half an update; the old object is dropped by the swap, so no
-reference to it stays in the runtime and in-flight requests finish on the one they hold.
+Served objects are swapped copy-on-write, per model: a model's versions are a dict that is never
+changed once published, replaced whole by one assignment. A reader takes it with one lookup and
+never sees half an update; a swap costs the size of one model, not of all. The old object is
+dropped by the swap, so no reference to it stays in the runtime and in-flight requests finish on
+the one they hold.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ class Registry:
         return dict(self._served.get(model, {}))
 
     def models(self) -> list[str]:
-        return sorted(set(self._served) | set(self._status))
+        with self._lock:
+            return sorted(set(self._served) | set(self._status))
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -107,7 +110,7 @@ class Registry:
             versions = dict(self._served.get(model, {}))
             old = versions.get(served.version)
             versions[served.version] = served
-            self._served = {**self._served, model: versions}
+            self._served[model] = versions
             status = self._status.setdefault(model, ModelStatus())
             status.versions[served.version] = VersionStatus("ready", served.fingerprint, loaded_at=served.loaded_at)
             status.last_reload = served.loaded_at
@@ -117,15 +120,15 @@ class Registry:
         with self._lock:
             versions = dict(self._served.get(model, {}))
             old = versions.pop(version, None)
-            served = {**self._served, model: versions}
-            if not versions:
-                del served[model]
-            self._served = served
+            if versions:
+                self._served[model] = versions
+            else:
+                self._served.pop(model, None)
             status = self._status.get(model)
             if status is not None:
                 status.versions.pop(version, None)
                 status.last_reload = time.time()
-                if not status.versions and not status.error and model not in served:
+                if not status.versions and not status.error and model not in self._served:
                     del self._status[model]
             return old
 

@@ -42,28 +42,20 @@ class Fleet:
     prefix: str
     topic_arn: str
 
-    def replica_queue(
-        self, api: str, replica: str, heartbeat: float | None, tag_subscription: bool = True
-    ) -> str:
+    def replica_queue(self, api: str, replica: str, heartbeat: float | None, tag_subscription: bool = True) -> str:
         """A replica's queue and DLQ, subscribed to the topic and tagged as the agent does it."""
         name = fleet.queue_name(self.prefix, api, replica)
         dead_letters = self.sqs.create_queue(QueueName=name + fleet.DLQ_SUFFIX)["QueueUrl"]
         url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
-        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        subscription = self.sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=arn)[
-            "SubscriptionArn"
-        ]
+        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        subscription = self.sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=arn)["SubscriptionArn"]
         tags = {fleet.TOPIC_TAG: self.topic_arn, fleet.API_TAG: api, fleet.REPLICA_TAG: replica}
         if heartbeat is not None:
             tags[fleet.HEARTBEAT_TAG] = str(int(heartbeat))
         if tag_subscription:
             tags[fleet.SUBSCRIPTION_TAG] = subscription
         self.sqs.tag_queue(QueueUrl=url, Tags=tags)
-        self.sqs.tag_queue(
-            QueueUrl=dead_letters, Tags={k: v for k, v in tags.items() if k != fleet.SUBSCRIPTION_TAG}
-        )
+        self.sqs.tag_queue(QueueUrl=dead_letters, Tags={k: v for k, v in tags.items() if k != fleet.SUBSCRIPTION_TAG})
         return name
 
     def plain_queue(self, name: str, tags: dict[str, str] | None = None) -> str:

@@ -23,9 +23,7 @@ def janitor(replicas: Fleet, sqs_client: Any, sns_client: Any) -> Janitor:
     return Janitor(sqs_client, sns_client, settings, clock=lambda: NOW)
 
 
-def test_only_the_stale_queue_is_unsubscribed_and_deleted(
-    replicas: Fleet, sqs_client: Any, sns_client: Any
-) -> None:
+def test_only_the_stale_queue_is_unsubscribed_and_deleted(replicas: Fleet, sqs_client: Any, sns_client: Any) -> None:
     # GIVEN a dead replica's queue, a live replica's queue, the stack's own fixed queue under the
     # prefix, and a queue with a stale heartbeat outside the prefix
     dead = replicas.replica_queue("iris", "pod-a", heartbeat=stale())
@@ -78,9 +76,7 @@ def test_a_queue_of_another_topic_or_with_a_bad_heartbeat_is_kept(
     assert {other_topic, unreadable} <= replicas.names()
 
 
-def test_an_orphaned_dlq_with_a_stale_heartbeat_goes_too(
-    replicas: Fleet, sqs_client: Any, sns_client: Any
-) -> None:
+def test_an_orphaned_dlq_with_a_stale_heartbeat_goes_too(replicas: Fleet, sqs_client: Any, sns_client: Any) -> None:
     # GIVEN a DLQ whose main queue is gone already (say, a sweep interrupted between the two deletes)
     orphan = replicas.plain_queue(
         f"{replicas.prefix}-iris-pod-z{fleet.DLQ_SUFFIX}",
@@ -98,9 +94,7 @@ def test_two_sweeps_at_once_delete_each_queue_once_and_neither_fails(
     live = replicas.replica_queue("iris", "pod-live", heartbeat=fresh())
     # WHEN two janitors sweep at the same time
     with ThreadPoolExecutor(2) as pool:
-        sweeps: list[Sweep] = list(
-            pool.map(lambda _: janitor(replicas, sqs_client, sns_client).sweep(), range(2))
-        )
+        sweeps: list[Sweep] = list(pool.map(lambda _: janitor(replicas, sqs_client, sns_client).sweep(), range(2)))
     # THEN neither failed, the dead queues are gone, and each deletion is reported once at most per queue
     assert all(sweep.failed == [] for sweep in sweeps)
     assert replicas.names() == {live, live + fleet.DLQ_SUFFIX}

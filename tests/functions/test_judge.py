@@ -26,9 +26,7 @@ TTL = 3600
         pytest.param({HEARTBEAT_TAG: "yesterday"}, Verdict.BAD_HEARTBEAT, id="not-a-number"),
         pytest.param({HEARTBEAT_TAG: "nan"}, Verdict.BAD_HEARTBEAT, id="nan"),
         pytest.param({HEARTBEAT_TAG: "-inf"}, Verdict.BAD_HEARTBEAT, id="minus-infinity"),
-        pytest.param(
-            {HEARTBEAT_TAG: "1000", TOPIC_TAG: TOPIC + "-other"}, Verdict.OTHER_TOPIC, id="other-topic"
-        ),
+        pytest.param({HEARTBEAT_TAG: "1000", TOPIC_TAG: TOPIC + "-other"}, Verdict.OTHER_TOPIC, id="other-topic"),
     ],
 )
 def test_judge(tags: dict[str, str], verdict: Verdict) -> None:

@@ -27,9 +27,7 @@ def test_defaults() -> None:
 
 
 def test_values_given_on_the_command_line_arrive_as_strings_and_are_coerced() -> None:
-    config = from_context(
-        fixedQueues="3", functions="false", eventRoute="eventbridge", bucketVersioning="true"
-    )
+    config = from_context(fixedQueues="3", functions="false", eventRoute="eventbridge", bucketVersioning="true")
     assert (config.fixed_queues, config.functions, config.event_route, config.bucket_versioning) == (
         3,
         False,
@@ -45,9 +43,7 @@ def test_values_given_on_the_command_line_arrive_as_strings_and_are_coerced() ->
         pytest.param({"modelsPrefix": "models"}, "modelsPrefix", id="prefix-without-slash"),
         pytest.param({"eventRoute": "carrier-pigeon"}, "eventRoute", id="unknown-route"),
         pytest.param({"fixedQueues": "-1"}, "fixedQueues", id="negative-queues"),
-        pytest.param(
-            {"bucketName": "theirs", "functions": "false"}, "bucketName", id="existing-bucket-needs-lambda"
-        ),
+        pytest.param({"bucketName": "theirs", "functions": "false"}, "bucketName", id="existing-bucket-needs-lambda"),
     ],
 )
 def test_a_bad_value_stops_synthesis_and_names_its_context_key(context: dict[str, str], named: str) -> None:

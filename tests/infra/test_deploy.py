@@ -26,9 +26,7 @@ from tests.support import ROOT, Models, api_spec, wait_until
 
 pytestmark = [
     pytest.mark.localstack,
-    pytest.mark.skipif(
-        not (shutil.which("node") and shutil.which("npm")), reason="Node.js and npm are not installed"
-    ),
+    pytest.mark.skipif(not (shutil.which("node") and shutil.which("npm")), reason="Node.js and npm are not installed"),
 ]
 
 CDKLOCAL = ROOT / "node_modules" / ".bin" / "cdklocal"
@@ -78,9 +76,7 @@ class CdkLocal:
 
 def ensure_cdklocal() -> None:
     if not CDKLOCAL.exists():  # `make test` installs it; a bare pytest run does it here
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=ROOT, check=True, timeout=600
-        )
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=ROOT, check=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +101,7 @@ def deployed(aws_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     finally:
         timings["destroy"] = cdklocal("destroy", "--force")
         print(f"cdklocal timings (s): {json.dumps({k: round(v, 1) for k, v in timings.items()})}")
-        remove_bucket(
-            boto3.client("s3", endpoint_url=aws_endpoint, region_name=REGION), outputs[Outputs.BUCKET_NAME]
-        )
+        remove_bucket(boto3.client("s3", endpoint_url=aws_endpoint, region_name=REGION), outputs[Outputs.BUCKET_NAME])
         left = [
             summary["StackStatus"]
             for summary in cloudformation.list_stacks()["StackSummaries"]
@@ -140,9 +134,7 @@ def test_outputs_name_the_deployed_resources(deployed: dict[str, str], aws_endpo
     s3 = boto3.client("s3", endpoint_url=aws_endpoint, region_name=REGION)
     assert s3.get_bucket_encryption(Bucket=deployed[Outputs.BUCKET_NAME])["ServerSideEncryptionConfiguration"]
     sqs = boto3.client("sqs", endpoint_url=aws_endpoint, region_name=REGION)
-    attributes = sqs.get_queue_attributes(QueueUrl=deployed[Outputs.queue_url(1)], AttributeNames=["All"])[
-        "Attributes"
-    ]
+    attributes = sqs.get_queue_attributes(QueueUrl=deployed[Outputs.queue_url(1)], AttributeNames=["All"])["Attributes"]
     assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 5
 
 
@@ -169,9 +161,7 @@ def test_an_upload_under_the_prefix_reaches_a_queue_subscribed_to_the_topic(
             envelope = json.loads(message["Body"])
             assert envelope["TopicArn"] == deployed[Outputs.TOPIC_ARN]
             body = json.loads(envelope["Message"])
-            keys.extend(
-                record["s3"]["object"]["key"] for record in body.get("Records", [])
-            )  # not s3:TestEvent
+            keys.extend(record["s3"]["object"]["key"] for record in body.get("Records", []))  # not s3:TestEvent
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         return key in keys
 

@@ -76,9 +76,9 @@ def test_created_bucket_is_encrypted_private_tls_only_and_notifies_the_topic_nat
     template = synth(**DEFAULT)
     bucket = only(template, "AWS::S3::Bucket")
     properties = bucket["Properties"]
-    assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
-        "ServerSideEncryptionByDefault"
-    ] == {"SSEAlgorithm": "AES256"}
+    assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "AES256"
+    }
     assert properties["PublicAccessBlockConfiguration"] == dict.fromkeys(
         ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
     )
@@ -152,8 +152,7 @@ def test_fixed_queues_have_encrypted_dead_letter_queues_and_subscriptions() -> N
     for _, queue in by_name.values():
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
     subscribed = {
-        s["Properties"]["Endpoint"]["Fn::GetAtt"][0]
-        for s in resources(template, "AWS::SNS::Subscription").values()
+        s["Properties"]["Endpoint"]["Fn::GetAtt"][0] for s in resources(template, "AWS::SNS::Subscription").values()
     }
     for number in (1, 2):
         queue_id, queue = by_name[f"reloader--fixed-{number}"]
@@ -261,9 +260,7 @@ def test_outputs_give_what_a_replica_needs_and_a_reloading_block_that_parses() -
     assert set(outputs) == expected
     # GIVEN the topic-mode block with CloudFormation's substitution done
     joined = outputs[Outputs.RELOADING_TOPIC_MODE]["Value"]["Fn::Join"][1]
-    text = "".join(
-        part if isinstance(part, str) else "arn:aws:sns:us-east-1:123456789012:topic" for part in joined
-    )
+    text = "".join(part if isinstance(part, str) else "arn:aws:sns:us-east-1:123456789012:topic" for part in joined)
     # WHEN a user pastes it into a spec THEN it is the agent's `reloading:` block
     block = yaml.safe_load(text)
     assert block == {
