@@ -189,10 +189,12 @@ class Service:
             self.agent.start()
 
     def stop(self) -> None:
+        if self.tensorflow is not None:
+            self.tensorflow.stop()  # first: TF Serving loads being awaited give up, so the workers can stop
         if self.agent is not None:
             self.agent.stop()
         if self.tensorflow is not None:
-            self.tensorflow.stop()
+            self.tensorflow.close()
         if self._s3 is not None:
             self._s3.close()
         if self._own_model_dir is not None:
@@ -323,6 +325,8 @@ class TensorFlowParts:
     def stop(self) -> None:
         if self.loader is not None:
             self.loader.stop()
+
+    def close(self) -> None:
         self.channel.close()
 
 

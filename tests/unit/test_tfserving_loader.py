@@ -16,6 +16,7 @@ from agent.domain.settings import ReloadingSettings
 from agent.domain.tfserving import ModelEntry, Servable, VersionState
 from agent.engine.tfserving import TFServingLoader
 from agent.metrics import Metrics
+from tests.support import wait_until
 
 SIGNATURES = {"serving_default": {"x": 1}, "__saved_model_init_op": {}}
 
@@ -214,3 +215,27 @@ def test_config_calls_from_parallel_loads_never_overlap_and_each_is_complete():
     assert tfserving.overlapping_calls == 0
     assert all(config.get("a") == (100,) for config in tfserving.configs[1:])
     assert tfserving.configs[-1]["b"] == tuple(range(200, 220))
+
+
+def test_stopping_ends_a_load_that_waits_for_tf_serving():
+    # GIVEN a version TF Serving keeps LOADING, being loaded on a worker thread
+    tfserving = RecordingTFServing()
+    tfserving.stuck.add(100)
+    loader = loader_for(tfserving, tfserving_load_timeout=3600.0)
+    errors: list[Exception] = []
+
+    def load() -> None:
+        try:
+            loader.load("a", 1, Path("/store/a/100"))
+        except TemporaryError as error:
+            errors.append(error)
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    wait_until(lambda: tfserving.configs, timeout=5, what="the config sent")
+    # WHEN the loader stops THEN the load gives up at once, and the version leaves the config
+    loader.stop()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert errors and "stopping" in str(errors[0])
+    assert tfserving.configs[-1] == {}
