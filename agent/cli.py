@@ -162,9 +162,7 @@ class Service:
             s3 = self._s3 = None
             if not models.is_local:
                 client = s3_client or aws.client("s3")
-                s3 = self._s3 = S3(
-                    client, settings.download_concurrency, lambda op: metrics.s3_requests.labels(op).inc()
-                )
+                s3 = self._s3 = S3(client, settings.download_concurrency, metrics.s3_call)
             self.agent = Agent(
                 models,
                 ModelObjects(s3),
@@ -207,12 +205,9 @@ def event_sources(api_name: str, settings: ReloadingSettings, agent: Agent) -> l
         return []
     sqs_client = aws.client("sqs")
 
-    def count(operation: str) -> None:
-        agent.metrics.sqs_requests.labels(operation).inc()
-
     def consumer(url: str, on_queue_missing: Callable[[], None] | None = None) -> QueueConsumer:
         return QueueConsumer(
-            Queue(sqs_client, url, count),
+            Queue(sqs_client, url, agent.metrics.sqs_call),
             agent.models,
             agent.workers,
             agent.registry,

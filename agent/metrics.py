@@ -48,6 +48,13 @@ class Metrics:
         self.s3_requests = Counter(
             "reloader_s3_requests_total", "S3 API calls, by operation.", ["operation"], registry=r
         )
+        self.s3_request_seconds = Histogram(
+            "reloader_s3_request_seconds",
+            "Duration of S3 API calls, by operation.",
+            ["operation"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
         self.sqs_requests = Counter(
             "reloader_sqs_requests_total", "SQS API calls, by operation.", ["operation"], registry=r
         )
@@ -60,6 +67,13 @@ class Metrics:
             "Times TF Serving had lost loaded versions (a restart) or missed a change, and got the config again.",
             registry=r,
         )
+
+    def s3_call(self, operation: str, seconds: float) -> None:
+        self.s3_requests.labels(operation).inc()
+        self.s3_request_seconds.labels(operation).observe(seconds)
+
+    def sqs_call(self, operation: str, seconds: float) -> None:
+        self.sqs_requests.labels(operation).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -154,7 +154,6 @@ class Bench:
         for size in sizes:
             bucket = self.bucket()
             body = tagged_model(1.0)
-            started = time.monotonic()
             with ThreadPoolExecutor(32) as pool:
                 for index in range(size):
                     for key, data in (
@@ -162,28 +161,39 @@ class Bench:
                         (f"zoo/model-{index:05d}/1/{MARKER}", b""),
                     ):
                         pool.submit(self.s3.put_object, Bucket=bucket, Key=key, Body=data)
-            uploaded = time.monotonic() - started
             reloading = {"ready_marker": MARKER, "interval": 3600, "queue_url": notify_queue(self.s3, self.sqs, bucket)}
             started = time.monotonic()
             server = self.start(bucket, {"dir": f"s3://{bucket}/zoo"}, reloading)
             startup = time.monotonic() - started
             samples = []
+            lists_before = list_timing(server)
             for event in range(events):
                 name = f"model-{(event * 7919) % size:05d}"
                 tag = 100.0 + event
                 self.s3.put_object(Bucket=bucket, Key=f"zoo/{name}/{2 + event}/model.pkl", Body=tagged_model(tag))
                 self.s3.put_object(Bucket=bucket, Key=f"zoo/{name}/{2 + event}/{MARKER}", Body=b"")
                 samples.append(time_until_served(server, tag, model=name))
+            lists_after = list_timing(server)
             server.stop()
-            rows.append((size, uploaded, startup, samples))
+            calls = lists_after[0] - lists_before[0]
+            mean_list = (lists_after[1] - lists_before[1]) / calls if calls else 0.0
+            rows.append((size, calls / events, mean_list, startup, samples))
         print(f"\n## 3. Scale: one event applied (marker written -> served), {events} events per bucket, `dir` mode\n")
-        print("| models in bucket | p50 | max | initial load of all models |")
-        print("|---|---|---|---|")
-        for size, _, startup, samples in rows:
-            print(f"| {size:,} | {ms(pct(samples, 50))} | {ms(max(samples))} | {startup:.1f} s |")
+        print("| models in bucket | p50 | max | S3 LISTs per event | mean S3 LIST time | initial load of all models |")
+        print("|---|---|---|---|---|---|")
+        for size, lists, mean_list, startup, samples in rows:
+            print(
+                f"| {size:,} | {ms(pct(samples, 50))} | {ms(max(samples))} | {lists:.1f} | {mean_list * 1000:.1f} ms "
+                f"| {startup:.1f} s |"
+            )
         if len(rows) > 1:
-            ratio = pct(rows[-1][3], 50) / pct(rows[0][3], 50)
-            print(f"\np50 with {rows[-1][0]:,} models / p50 with {rows[0][0]:,}: {ratio:.2f}")
+            first, last = rows[0], rows[-1]
+            ratio = pct(last[4], 50) / pct(first[4], 50)
+            own = [pct(row[4], 50) - row[1] * row[2] for row in (first, last)]
+            print(
+                f"\np50 with {last[0]:,} models / p50 with {first[0]:,}: {ratio:.2f}; without the time S3 spends "
+                f"listing (p50 - LISTs x mean LIST time): {ms(own[0])} and {ms(own[1])}, ratio {own[1] / own[0]:.2f}"
+            )
 
 
 def time_until_served(server: Server, tag: float, model: str | None = None, timeout: float = 60) -> float:
@@ -196,6 +206,14 @@ def time_until_served(server: Server, tag: float, model: str | None = None, time
         if response.status_code == 200 and response.json()["prediction"] == tag:
             return time.perf_counter() - started
     raise TimeoutError(f"version with tag {tag} not served within {timeout} s")
+
+
+def list_timing(server: Server) -> tuple[float, float]:
+    """(calls, seconds) the agent has spent in S3 ListObjectsV2 so far."""
+    return (
+        metric(server, "reloader_s3_request_seconds_count", operation="ListObjectsV2"),
+        metric(server, "reloader_s3_request_seconds_sum", operation="ListObjectsV2"),
+    )
 
 
 def counts(server: Server) -> dict[str, float]:

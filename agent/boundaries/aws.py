@@ -6,6 +6,7 @@ Endpoints and credentials come from the standard AWS environment (`AWS_ENDPOINT_
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -65,10 +66,16 @@ def translated(what: str) -> Iterator[None]:
         raise TemporaryError(f"{what}: {error}") from error
 
 
-def count_calls(boto_client: Any, service: str, record: Callable[[str], None]) -> None:
-    """Call `record(operation)` before every API call the client makes (s3transfer's included)."""
+def count_calls(boto_client: Any, service: str, record: Callable[[str, float], None]) -> None:
+    """Call `record(operation, seconds)` after every API call the client makes (s3transfer's included)."""
 
-    def before_call(model: Any, **_: Any) -> None:
-        record(model.name)
+    def before_call(context: dict[str, Any], **_: Any) -> None:
+        context["reloader_started"] = time.perf_counter()
+
+    def after_call(model: Any, context: dict[str, Any], **_: Any) -> None:
+        started = context.get("reloader_started")
+        record(model.name, time.perf_counter() - started if started is not None else 0.0)
 
     boto_client.meta.events.register(f"before-call.{service}.*", before_call)
+    boto_client.meta.events.register(f"after-call.{service}.*", after_call)
+    boto_client.meta.events.register(f"after-call-error.{service}.*", after_call)

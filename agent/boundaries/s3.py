@@ -28,7 +28,7 @@ class S3:
         self,
         client: Any,
         concurrency: int = 10,
-        on_request: Callable[[str], None] | None = None,
+        on_request: Callable[[str, float], None] | None = None,
     ) -> None:
         self._client = client
         self._concurrency = concurrency

@@ -24,7 +24,7 @@ class Message:
 class Queue:
     """One SQS queue, by URL."""
 
-    def __init__(self, client: Any, url: str, on_request: Callable[[str], None] | None = None) -> None:
+    def __init__(self, client: Any, url: str, on_request: Callable[[str, float], None] | None = None) -> None:
         self._client = client
         self.url = url
         if on_request is not None:
