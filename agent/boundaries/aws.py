@@ -69,12 +69,14 @@ def translated(what: str) -> Iterator[None]:
 def count_calls(boto_client: Any, service: str, record: Callable[[str, float], None]) -> None:
     """Call `record(operation, seconds)` after every API call the client makes (s3transfer's included)."""
 
-    def before_call(context: dict[str, Any], **_: Any) -> None:
-        context["reloader_started"] = time.perf_counter()
+    def before_call(context: dict[str, Any] | None = None, **_: Any) -> None:
+        if context is not None:
+            context["reloader_started"] = time.perf_counter()
 
-    def after_call(model: Any, context: dict[str, Any], **_: Any) -> None:
-        started = context.get("reloader_started")
-        record(model.name, time.perf_counter() - started if started is not None else 0.0)
+    def after_call(event_name: str, context: dict[str, Any] | None = None, **_: Any) -> None:
+        # after-call and after-call-error both name the operation last: "after-call.s3.GetObject"
+        started = (context or {}).get("reloader_started")
+        record(event_name.rsplit(".", 1)[-1], time.perf_counter() - started if started is not None else 0.0)
 
     boto_client.meta.events.register(f"before-call.{service}.*", before_call)
     boto_client.meta.events.register(f"after-call.{service}.*", after_call)

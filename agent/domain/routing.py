@@ -47,15 +47,20 @@ class ModelSet:
 
     def route(self, bucket: str, key: str) -> str | None:
         """The model a key of `bucket` belongs to, or None when it belongs to none of ours."""
+        found = self.locate(bucket, key)
+        return found[0] if found else None
+
+    def locate(self, bucket: str, key: str) -> tuple[str, str] | None:
+        """(model, key relative to the model's prefix), or None when the key belongs to none of ours."""
         if isinstance(self.directory, S3Location):
             if bucket != self.directory.bucket or not key.startswith(self.directory.key_prefix):
                 return None
-            name, slash, _ = key[len(self.directory.key_prefix) :].partition("/")
-            return name if slash and is_model_name(name) else None
+            name, slash, rest = key[len(self.directory.key_prefix) :].partition("/")
+            return (name, rest) if slash and is_model_name(name) else None
         for prefix in _ancestors(key):
             owner = self._by_prefix.get((bucket, prefix))
             if owner is not None:
-                return owner
+                return owner, key[len(prefix) + 1 :] if prefix else key
         return None
 
     def locations(self) -> Iterator[Location]:

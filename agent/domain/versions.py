@@ -56,6 +56,28 @@ class ModelListing:
 CompletenessCheck = Callable[[tuple[ObjectInfo, ...]], str | None]
 
 
+def version_of_key(key: str) -> int:
+    """The version a key (relative to its model's prefix) belongs to: its integer folder, else 1."""
+    folder, slash, _ = key.partition("/")
+    return int(folder) if slash and _as_version(folder) is not None else NON_VERSIONED
+
+
+def event_can_matter(key: str, ready_marker: str | None, known: set[int]) -> bool:
+    """Whether a change to `key` can change what should be served, given the versions `known`
+    to the agent (loaded, or failed and awaiting a retry).
+
+    In marker mode a version the agent does not know becomes loadable only through its marker,
+    and S3 writes the marker after the files: so a change to one of its other files needs no look,
+    whatever order the events arrive in. Without a marker every change matters (it restarts the
+    settle window). The periodic scan still looks at everything.
+    """
+    if ready_marker is None:
+        return True
+    if key.rsplit("/", 1)[-1] == ready_marker:
+        return True
+    return version_of_key(key) in known
+
+
 def unsafe_key_reason(key: str) -> str | None:
     """Why a relative key may not be written under a model's folder, or None when it is safe."""
     if key.startswith("/"):

@@ -33,22 +33,25 @@ BACKOFF_MAX = 10.0  # seconds, the longest wait between receive attempts while S
 
 @dataclass(frozen=True)
 class Routed:
-    """What one message asks for: a reconcile per affected model, with the earliest event time for each."""
+    """What one message asks for: a reconcile per affected model, with its earliest event time and keys."""
 
-    models: dict[str, float]
+    models: dict[str, Request]
     ignored: int
 
 
 def route(events: tuple[ObjectEvent, ...], models: ModelSet) -> Routed:
-    affected: dict[str, float] = {}
+    times: dict[str, float] = {}
+    keys: dict[str, set[str]] = {}
     ignored = 0
     for event in events:
-        name = models.route(event.bucket, event.key)
-        if name is None:
+        found = models.locate(event.bucket, event.key)
+        if found is None:
             ignored += 1
-        else:
-            affected[name] = min(event.time, affected.get(name, event.time))
-    return Routed(affected, ignored)
+            continue
+        name, key = found
+        times[name] = min(event.time, times.get(name, event.time))
+        keys.setdefault(name, set()).add(key)
+    return Routed({name: Request(event_time=times[name], keys=frozenset(keys[name])) for name in times}, ignored)
 
 
 class QueueConsumer:
@@ -135,9 +138,10 @@ class QueueConsumer:
             return
         self._metrics.events.labels("applied").inc(len(routed.models))
         futures = []
-        for model, event_time in routed.models.items():
-            self._registry.note_event(model, event_time)
-            futures.append(self._workers.request(model, Request(event_time=event_time)))
+        for model, request in routed.models.items():
+            if request.event_time is not None:
+                self._registry.note_event(model, request.event_time)
+            futures.append(self._workers.request(model, request))
         _when_all(futures, lambda ok: self._done.put((message, ok)))
 
     # -- acknowledging -------------------------------------------------------------------

@@ -18,7 +18,7 @@ from agent.domain.locations import Location
 from agent.domain.plan import Failure, Load, Sighting, Unload, plan
 from agent.domain.routing import ModelSet
 from agent.domain.settings import ReloadingSettings
-from agent.domain.versions import CompletenessCheck, ModelListing, VersionListing, discover
+from agent.domain.versions import CompletenessCheck, ModelListing, VersionListing, discover, event_can_matter
 from agent.engine.loaders import Loader
 from agent.engine.registry import Registry, Served
 from agent.engine.workers import Request
@@ -43,6 +43,7 @@ class _ModelMemory:
     sightings: dict[int, Sighting] = field(default_factory=dict)
     known: dict[int, str] | None = None  # fingerprints of the last listing, for drift
     reported_error: str | None = None
+    blocked: set[int] = field(default_factory=set)  # versions incomplete for a reason other than the marker
 
 
 class Reconciler:
@@ -74,6 +75,8 @@ class Reconciler:
 
     def __call__(self, model: str, request: Request) -> Outcome:
         memory = self._memory.setdefault(model, _ModelMemory())
+        if request.keys is not None and not self._worth_a_look(model, memory, request.keys):
+            return Outcome(model)
         source = self._models.source(model)
         try:
             objects = (
@@ -85,6 +88,7 @@ class Reconciler:
             self._report_model_error(model, memory, f"cannot list the model: {error}")
             return Outcome(model, error=str(error), temporary=isinstance(error, TemporaryError))
         listing = discover(objects, self._settings.ready_marker, self._completeness)
+        memory.blocked = {v for v, item in listing.versions.items() if item.incomplete and not item.awaiting_marker}
         self._report_model_error(model, memory, listing.error)
         self._note_drift(model, memory, listing, request)
         now = self._clock()
@@ -177,6 +181,11 @@ class Reconciler:
                 extra={"model": model, "version": action.version},
             )
         del old
+
+    def _worth_a_look(self, model: str, memory: _ModelMemory, keys: frozenset[str]) -> bool:
+        """Whether any changed key can change what serves (see versions.event_can_matter)."""
+        known = set(self._registry.loaded(model)) | set(memory.failures) | memory.blocked
+        return any(event_can_matter(key, self._settings.ready_marker, known) for key in keys)
 
     def _report_model_error(self, model: str, memory: _ModelMemory, error: str | None) -> None:
         self._registry.set_model_error(model, error)

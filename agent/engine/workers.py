@@ -32,6 +32,7 @@ class Request:
     objects: Sequence[ObjectInfo] | None = None
     event_time: float | None = None
     from_scan: bool = False
+    keys: frozenset[str] | None = None  # the changed keys (relative to the model) an event named; None: look
 
 
 @dataclass
@@ -44,7 +45,10 @@ def merge(requests: Sequence[Request]) -> Request:
     """One request that serves all: re-list unless every one brought a listing; earliest event time."""
     objects = requests[-1].objects if all(r.objects is not None for r in requests) else None
     times = [r.event_time for r in requests if r.event_time is not None]
-    return Request(objects, min(times, default=None), from_scan=all(r.from_scan for r in requests))
+    keys = None
+    if all(r.keys is not None for r in requests):
+        keys = frozenset().union(*(r.keys for r in requests if r.keys is not None))
+    return Request(objects, min(times, default=None), all(r.from_scan for r in requests), keys)
 
 
 class ModelWorkers(Generic[Result]):
