@@ -12,6 +12,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,infra]'
 	touch $@
 
+# With the tensorflow extra (no infra): the TensorFlow tests run here and skip in $(VENV); infra tests the reverse.
+VENV_TF := .venv-tf
+$(VENV_TF)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_TF)
+	$(VENV_TF)/bin/pip install --quiet --upgrade pip
+	$(VENV_TF)/bin/pip install --quiet -e '.[dev,tensorflow]'
+	touch $@
+
 localstack-install:
 	scripts/localstack.sh install
 
@@ -28,11 +36,12 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint localstack-install node_modules/.installed
+test: lint localstack-install node_modules/.installed $(VENV_TF)/.installed
 	$(BIN)/pytest
+	$(VENV_TF)/bin/pytest
 
 clean:
-	rm -rf $(VENV) .localstack .mypy_cache .ruff_cache .pytest_cache node_modules cdk.out
+	rm -rf $(VENV) $(VENV_TF) .localstack .mypy_cache .ruff_cache .pytest_cache node_modules cdk.out
 
 bench: venv localstack-install
 	$(BIN)/python -m bench.reload

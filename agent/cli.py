@@ -7,6 +7,7 @@ are constructed and wired together.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -34,14 +35,18 @@ from agent.boundaries.sqs import Queue, QueueAdmin
 from agent.boundaries.store import ModelStore
 from agent.domain.errors import ReloaderError, SpecError
 from agent.domain.locations import S3Location, parse_location
+from agent.domain.routing import ModelSet
+from agent.domain.savedmodel import savedmodel_incomplete
 from agent.domain.settings import ReloadingSettings, describe_settings
 from agent.domain.spec import LoadedSpec, load_spec
+from agent.domain.tfserving import InternalVersions
 from agent.engine.agent import Agent, EventSource
 from agent.engine.consumer import QueueConsumer
 from agent.engine.event_sources import QueueEvents, TopicEvents
 from agent.engine.loaders import PythonLoader
 from agent.engine.registry import Registry
 from agent.engine.replica_queue import ReplicaQueue
+from agent.engine.tfserving import TFServingLoader
 from agent.metrics import Metrics
 
 log = logging.getLogger("reloader")
@@ -82,11 +87,19 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve one API of a Cortex 0.35 API spec. Exits with status 2 on an invalid spec.",
         epilog="Reloader settings (the spec's `reloading:` block; the environment variable wins):\n" + settings,
     )
-    serve.add_argument("spec", type=Path, help="the API spec YAML file")
-    serve.add_argument("--api", help="which API of the spec file (needed when it holds several)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8888, help="port to listen on (default 8888)")
+    _service_arguments(serve)
     serve.set_defaults(run=serve_command)
+
+    agent = commands.add_parser(
+        "agent",
+        help="run the agent alone, beside a TF Serving: keep its models equal to S3",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Keep the TF Serving of one API (handler.type: tensorflow) equal to S3, with no handler: "
+        "a sidecar. Answers /healthz, /readyz, /models and /metrics. Exits with status 2 on an invalid spec.",
+        epilog="Reloader settings (the spec's `reloading:` block; the environment variable wins):\n" + settings,
+    )
+    _service_arguments(agent)
+    agent.set_defaults(run=agent_command)
 
     status = commands.add_parser("status", help="print the models of a running API")
     status.add_argument("--url", default="http://127.0.0.1:8888", help="the API's base URL")
@@ -107,24 +120,36 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _service_arguments(command: argparse.ArgumentParser) -> None:
+    """The arguments `serve` and `agent` share: which API of which spec, and where to listen."""
+    command.add_argument("spec", type=Path, help="the API spec YAML file")
+    command.add_argument("--api", help="which API of the spec file (needed when it holds several)")
+    command.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    command.add_argument("--port", type=int, default=8888, help="port to listen on (default 8888)")
+
+
 # -- serve -----------------------------------------------------------------------------------
 
 
 class Service:
-    """A handler, its agent and its HTTP app, built from a loaded spec."""
+    """A handler, its agent and its HTTP app, built from a loaded spec (`with_handler=False`: the agent alone)."""
 
-    def __init__(self, spec: LoadedSpec, s3_client: Any | None = None) -> None:
+    def __init__(self, spec: LoadedSpec, s3_client: Any | None = None, with_handler: bool = True) -> None:
         api = spec.api
         self.spec = spec
-        if api.handler.type == "tensorflow":
-            raise SpecError("handler.type: tensorflow is not available in this build yet")
-        handler_class = import_handler_class(spec.handler_path, spec.python_path, api.handler.env)
-        check_handler(handler_class, needs_load_model=spec.models is not None)
         models = spec.models
         self.registry = Registry(single_model=models.fixed[0].name if models and models.single else None)
-        self.handler = call_with_declared(
-            handler_class, {"config": dict(api.handler.config), "model_client": ModelClient(self.registry)}
-        )
+        self.tensorflow = TensorFlowParts(api.reloading, self.registry) if api.handler.type == "tensorflow" else None
+        self.handler: Any = None
+        if with_handler:
+            handler_class = import_handler_class(spec.handler_path, spec.python_path, api.handler.env)
+            check_handler(handler_class, needs_load_model=models is not None and self.tensorflow is None)
+            clients = (
+                {"tensorflow_client": self.tensorflow.client}
+                if self.tensorflow
+                else {"model_client": ModelClient(self.registry)}
+            )
+            self.handler = call_with_declared(handler_class, {"config": dict(api.handler.config), **clients})
         self.agent: Agent | None = None
         self._s3: S3 | None = None
         self._own_model_dir: Path | None = None
@@ -141,22 +166,36 @@ class Service:
             self.agent = Agent(
                 models,
                 ModelObjects(s3),
-                ModelStore(model_dir, settings.retire_after),
-                PythonLoader(self.handler.load_model),
+                # TF Serving drops a version before the reconciler removes its folder: no grace needed there
+                self.tensorflow.store(model_dir)
+                if self.tensorflow
+                else ModelStore(model_dir, retire_after=settings.retire_after),
+                (
+                    self.tensorflow.make_loader(models, model_dir, metrics)
+                    if self.tensorflow
+                    else PythonLoader(self.handler.load_model)
+                ),
                 self.registry,
                 settings,
                 metrics,
+                savedmodel_incomplete if self.tensorflow else None,
             )
             self.agent.event_sources += event_sources(api.name, settings, self.agent)
         self.app = create_app(self.handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop)
 
     def start(self) -> None:
+        if self.tensorflow is not None:
+            self.tensorflow.start()
         if self.agent is not None:
             self.agent.start()
 
     def stop(self) -> None:
+        if self.tensorflow is not None:
+            self.tensorflow.stop()  # first: TF Serving loads being awaited give up, so the workers can stop
         if self.agent is not None:
             self.agent.stop()
+        if self.tensorflow is not None:
+            self.tensorflow.close()
         if self._s3 is not None:
             self._s3.close()
         if self._own_model_dir is not None:
@@ -204,17 +243,31 @@ def event_sources(api_name: str, settings: ReloadingSettings, agent: Agent) -> l
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    return _run(args, with_handler=True)
+
+
+def agent_command(args: argparse.Namespace) -> int:
+    return _run(args, with_handler=False)
+
+
+def _run(args: argparse.Namespace, with_handler: bool) -> int:
     import uvicorn
 
     spec = load_spec(args.spec, args.api)
+    if not with_handler and spec.api.handler.type != "tensorflow":
+        raise SpecError(
+            f"handler.type: `reloader agent` keeps a TF Serving equal to S3 and needs type tensorflow, "
+            f"found {spec.api.handler.type!r}; serve a python handler with `reloader serve`"
+        )
     logs.configure(spec.api.handler.log_level)
     not_applicable = spec.not_applicable_fields()
     if not_applicable:
         log.warning("accepted but not applicable on a single replica, ignored: %s", ", ".join(not_applicable))
-    service = Service(spec)
+    service = Service(spec, with_handler=with_handler)
     server = uvicorn.Server(uvicorn.Config(service.app, host=args.host, port=args.port, log_level="warning"))
     threading.Thread(target=_start_when_listening, args=(server, service), name="agent-start", daemon=True).start()
-    log.info("serving API %r on http://%s:%d", spec.api.name, args.host, args.port)
+    what = "serving API" if with_handler else "agent of API"
+    log.info("%s %r on http://%s:%d", what, spec.api.name, args.host, args.port)
     server.run()
     return 0
 
@@ -225,6 +278,54 @@ def _start_when_listening(server: Any, service: Service) -> None:
         time.sleep(0.01)
     if not server.should_exit:
         service.start()
+
+
+# -- handler.type: tensorflow ----------------------------------------------------------------
+
+TENSORFLOW_EXTRA = "pip install 'model-reloader[tensorflow]'"
+
+
+class TensorFlowParts:
+    """TF Serving's gRPC client, the loader that owns its config, and the handler's `tensorflow_client`.
+
+    TensorFlow is imported here only, so the Python handler runs without the extra installed.
+    """
+
+    def __init__(self, settings: ReloadingSettings, registry: Registry) -> None:
+        missing = [name for name in ("grpc", "tensorflow", "tensorflow_serving") if not importlib.util.find_spec(name)]
+        if missing:
+            raise SpecError(
+                f"handler.type: tensorflow needs the tensorflow extra, and {', '.join(missing)} "
+                f"cannot be imported: {TENSORFLOW_EXTRA}"
+            )
+        from agent.api.tensorflow_client import TensorFlowClient
+        from agent.boundaries.tfserving import TFServing, connect
+
+        self.settings = settings
+        self.channel = connect(settings.tfserving_address)
+        self.tfserving = TFServing(self.channel, settings.tfserving_rpc_timeout, settings.tfserving_predict_timeout)
+        self.client = TensorFlowClient(registry, self.tfserving)
+        self.loader: TFServingLoader | None = None
+
+    def store(self, model_dir: Path) -> ModelStore:
+        """TF Serving's layout: `<model_dir>/<model>/<internal version>/`, a fresh number per download."""
+        return ModelStore(model_dir, InternalVersions().folder_name)
+
+    def make_loader(self, models: ModelSet, model_dir: Path, metrics: Metrics) -> TFServingLoader:
+        base_dir = self.settings.tfserving_model_dir or str(model_dir.resolve())
+        self.loader = TFServingLoader(self.tfserving, models, base_dir, self.settings, metrics)
+        return self.loader
+
+    def start(self) -> None:
+        if self.loader is not None:
+            self.loader.start()
+
+    def stop(self) -> None:
+        if self.loader is not None:
+            self.loader.stop()
+
+    def close(self) -> None:
+        self.channel.close()
 
 
 # -- status ----------------------------------------------------------------------------------

@@ -62,6 +62,11 @@ class Metrics:
         self.load_failures = Counter(
             "reloader_load_failures_total", "Versions that failed to download or load.", ["model"], registry=r
         )
+        self.tfserving_resends = Counter(
+            "reloader_tfserving_resends_total",
+            "Times TF Serving had lost loaded versions (a restart) or missed a change, and got the config again.",
+            registry=r,
+        )
 
     def s3_call(self, operation: str, seconds: float) -> None:
         self.s3_requests.labels(operation).inc()

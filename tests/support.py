@@ -126,10 +126,12 @@ class ServeFactory:
         wait_ready: bool = True,
         api: str | None = None,
         ready_timeout: float = 60,
+        command_name: str = "serve",
     ) -> Server:
+        """Run `reloader serve` (or `command_name`, e.g. "agent") and wait until it is ready."""
         port = free_port()
-        log_path = self.tmp_path / f"serve-{port}.log"
-        command = [sys.executable, "-m", "agent.cli", "serve", str(spec), "--port", str(port)]
+        log_path = self.tmp_path / f"{command_name}-{port}.log"
+        command = [sys.executable, "-m", "agent.cli", command_name, str(spec), "--port", str(port)]
         if api:
             command += ["--api", api]
         process = subprocess.Popen(

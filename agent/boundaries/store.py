@@ -3,7 +3,8 @@
 A version is downloaded into a temporary sibling and renamed into place only when complete,
 so `load_model(path)` only ever sees whole folders. Each (version, fingerprint) gets its own
 folder, so a folder is never modified after it is loaded: an in-place update in S3 becomes a
-new folder, and the old one is removed once nothing serves it.
+new folder, and the old one is removed once nothing serves it. The folder's name is a layout
+choice (`folder_name`): `<version>-<fingerprint>` by default; TF Serving needs integer names.
 """
 
 from __future__ import annotations
@@ -23,14 +24,24 @@ log = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".partial-"
 
+# (model, version, fingerprint) -> the name of that download's folder under the model's folder
+FolderName = Callable[[str, int, str], str]
+
+
+def version_and_fingerprint(model: str, version: int, fingerprint: str) -> str:
+    return f"{version}-{fingerprint[:12]}"
+
 
 class ModelStore:
-    def __init__(self, root: Path, retire_after: float = 0.0) -> None:
+    def __init__(
+        self, root: Path, folder_name: FolderName = version_and_fingerprint, retire_after: float = 0.0
+    ) -> None:
         self.root = root
+        self._folder_name = folder_name
         self._retire_after = retire_after
 
     def folder(self, model: str, version: int, fingerprint: str) -> Path:
-        return self.root / model / f"{version}-{fingerprint[:12]}"
+        return self.root / model / self._folder_name(model, version, fingerprint)
 
     def install(self, model: str, version: int, fingerprint: str, fill: Callable[[Path], None]) -> Path:
         """Fill a temporary folder with `fill(folder)`, then rename it into place; return the final folder."""

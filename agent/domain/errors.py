@@ -38,3 +38,14 @@ class ModelNotFoundError(ReloaderError, LookupError):
 
 class ObjectChangedError(TemporaryError):
     """An object changed in S3 while we downloaded it (its ETag no longer matches the listing)."""
+
+
+# -- TensorFlow Serving ---------------------------------------------------------------------
+
+
+class ReloadUnconfirmedError(TemporaryError):
+    """A config reload hit its deadline: TF Serving may have applied it (it waits for new models to load)."""
+
+
+class VersionGoneError(TemporaryError):
+    """TF Serving no longer serves the internal version a request named (it was swapped or TF Serving restarted)."""

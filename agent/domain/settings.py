@@ -55,6 +55,28 @@ class ReloadingSettings(BaseSettings):
     heartbeat_interval: float = Field(
         300.0, gt=0, description="Seconds between refreshes of the queue's heartbeat tag (topic mode)."
     )
+    # -- TensorFlow Serving (handler.type: tensorflow) --------------------------------------
+    tfserving_address: str = Field(
+        "127.0.0.1:9000", min_length=1, description="TF Serving's gRPC address, host:port (its --port)."
+    )
+    tfserving_model_dir: str | None = Field(
+        None,
+        description="model_dir as TF Serving sees it, when it runs in another container with the folder "
+        "mounted elsewhere (model M's base_path is <this>/M). Default: model_dir itself.",
+    )
+    tfserving_rpc_timeout: float = Field(
+        30.0, gt=0, description="Deadline, in seconds, of each config reload, status and metadata call."
+    )
+    tfserving_load_timeout: float = Field(
+        300.0, gt=0, description="Seconds a version may take to become AVAILABLE (or to unload) in TF Serving."
+    )
+    tfserving_predict_timeout: float = Field(60.0, gt=0, description="Deadline, in seconds, of one Predict call.")
+    tfserving_watch_interval: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds between checks that TF Serving still serves what it loaded "
+        "(after a restart the agent sends its config again).",
+    )
 
     @model_validator(mode="after")
     def _one_event_source(self) -> ReloadingSettings:

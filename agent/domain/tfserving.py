@@ -1,0 +1,129 @@
+"""What TF Serving should serve and what its answers mean: the pure half of the TensorFlow handler.
+
+The agent owns TF Serving's model config. Every reload sends the complete list (TF Serving
+unloads whatever it omits), each model with a `specific` version policy naming exactly the
+versions to serve. Those are internal versions: the folder `<base>/<model>/<internal>/` of one
+download, a fresh number each time, so an in-place update of version 3 loads beside the copy
+that serves until it is AVAILABLE. Users keep naming their own versions; the registry maps
+them to a `Servable` naming the internal one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from agent.domain.errors import PermanentError
+
+# TF Serving's ModelVersionStatus.State names; UNKNOWN also stands for a state we do not know.
+State = Literal["UNKNOWN", "START", "LOADING", "AVAILABLE", "UNLOADING", "END"]
+Progress = Literal["pending", "available", "failed"]
+
+# Signatures tried in this order when the spec sets no signature_key: TensorFlow's default
+# serving signature, then the key Cortex looked for.
+DEFAULT_SIGNATURES = ("serving_default", "predict")
+
+
+@dataclass(frozen=True)
+class Servable:
+    """What the registry serves for a TensorFlow model version: where to send its predictions."""
+
+    model: str
+    version: int  # the user's version
+    internal_version: int  # TF Serving's version: the folder it loaded
+    signature_key: str
+    inputs: Mapping[str, int] = field(default_factory=dict)  # input name -> tensorflow DataType number
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of TF Serving's ModelConfigList."""
+
+    name: str
+    base_path: str
+    versions: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class VersionState:
+    """One version as GetModelStatus reports it."""
+
+    state: State
+    error: str | None = None  # the version's status message when its error code is not OK
+
+
+def model_config(desired: Mapping[str, Iterable[int]], base_path: Callable[[str], str]) -> tuple[ModelEntry, ...]:
+    """The complete config for `desired` internal versions per model, in a stable order.
+
+    A model without versions is left out: TF Serving would wait forever for it to load.
+    """
+    return tuple(
+        ModelEntry(name, base_path(name), tuple(sorted(set(versions))))
+        for name, versions in sorted(desired.items())
+        if versions
+    )
+
+
+def load_progress(states: Mapping[int, VersionState], version: int) -> tuple[Progress, str | None]:
+    """How a version asked for is doing: still pending, available, or failed (with why)."""
+    status = states.get(version)
+    if status is None or status.state in ("UNKNOWN", "START", "LOADING"):
+        return "pending", None
+    if status.state == "AVAILABLE":
+        return "available", None
+    return "failed", status.error or f"TF Serving reports it {status.state} before it became available"
+
+
+def is_unloaded(states: Mapping[int, VersionState], version: int) -> bool:
+    status = states.get(version)
+    return status is None or status.state == "END"
+
+
+def lost_versions(confirmed: Iterable[int], states: Mapping[int, VersionState]) -> list[int]:
+    """Versions that were AVAILABLE and that TF Serving no longer serves nor loads (e.g. after a restart)."""
+    return sorted(
+        version for version in confirmed if version not in states or states[version].state in ("UNLOADING", "END")
+    )
+
+
+def choose_signature(signatures: Mapping[str, Mapping[str, int]], configured: str | None, where: str) -> str:
+    """The signature predictions use: the configured one, else the only one, else a default one.
+
+    Keys starting with "__" (such as `__saved_model_init_op`) are TensorFlow's own, never served.
+    """
+    usable = sorted(key for key in signatures if not key.startswith("__"))
+    if configured is not None:
+        if configured not in usable:
+            raise PermanentError(f"{where}: signature_key {configured!r} is not in the SavedModel; found {usable}")
+        return configured
+    if len(usable) == 1:
+        return usable[0]
+    for key in DEFAULT_SIGNATURES:
+        if key in usable:
+            return key
+    raise PermanentError(
+        f"{where}: the SavedModel has {len(usable)} signatures {usable} and no signature_key says which "
+        "to use; set handler.models.signature_key"
+    )
+
+
+class InternalVersions:
+    """Fresh TF Serving version numbers: increasing, and above any a previous run used (they start
+    at the clock in milliseconds), so a number TF Serving saw before is never given again."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            self._last = max(self._last + 1, int(self._clock() * 1000))
+            return self._last
+
+    def folder_name(self, model: str, version: int, fingerprint: str) -> str:
+        """The store's folder layout for TF Serving: `<model>/<internal version>`."""
+        return str(self.next())

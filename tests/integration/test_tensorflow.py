@@ -1,0 +1,282 @@
+"""The TensorFlow handler on LocalStack S3, against a gRPC TF Serving that really loads the SavedModels.
+
+The real TF Serving binary is not installable here: tests/tfserving/server.py stands in for it,
+built on tensorflow-serving-api's own ModelService and PredictionService, run as a process of
+its own so that it can be restarted. Skipped where the tensorflow extra is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+pytest.importorskip("tensorflow_serving")
+
+from tests.support import EXAMPLES, ROOT, Models, ServeFactory, Server, wait_until
+from tests.tfserving.process import TFServingProcess
+from tests.tfserving.savedmodels import INPUT, SavedModels, files_of
+
+pytestmark = pytest.mark.localstack
+
+API = "test-api"
+
+
+@pytest.fixture(scope="module")
+def tfserving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TFServingProcess]:
+    server = TFServingProcess(tmp_path_factory.mktemp("tfserving"), load_delay=0.5)
+    server.start()
+    yield server
+    server.stop()
+
+
+def tf_api(models: dict[str, Any], reloading: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A Cortex RealtimeAPI spec for the test TensorFlow handler (tests/handlers/tf_scaler.py)."""
+    return {
+        "name": API,
+        "kind": "RealtimeAPI",
+        "handler": {
+            "type": "tensorflow",
+            "path": str(ROOT / "tests" / "handlers" / "tf_scaler.py"),
+            "models": models,
+            "threads_per_process": 8,
+        },
+        "reloading": {"interval": 0.5, "settle": 0, **(reloading or {})},
+    }
+
+
+def start(
+    serve: ServeFactory,
+    tfserving: TFServingProcess,
+    model_dir: Path,
+    api: dict[str, Any],
+    command_name: str = "serve",
+) -> Server:
+    env = {**tfserving.env, "RELOADER_MODEL_DIR": str(model_dir)}
+    return serve.start(serve.spec(api), env=env, command_name=command_name)
+
+
+def y(server: Server, **params: Any) -> Any:
+    response = server.post({"x": INPUT}, **params)
+    assert response.status_code == 200, response.text
+    return response.json()["y"]
+
+
+def scaled(scale: float) -> list[list[float]]:
+    return [[value * scale for value in INPUT[0]]]
+
+
+def internal_folders(model_dir: Path, model: str) -> list[str]:
+    folder = model_dir / model
+    return sorted(entry.name for entry in folder.iterdir()) if folder.is_dir() else []
+
+
+@dataclass(frozen=True)
+class Answer:
+    start: float
+    end: float
+    params: dict[str, str]
+    status: int
+    y: Any
+
+
+class Traffic:
+    """Threads that send predictions without pause and record every answer, with its wall-clock times."""
+
+    def __init__(self, server: Server, threads: int = 1, params: tuple[dict[str, str], ...] = ({},)) -> None:
+        self._url = server.url
+        self._params = params
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+        self._lock = threading.Lock()
+        self.answers: list[Answer] = []
+
+    def __enter__(self) -> Traffic:
+        for thread in self._threads:
+            thread.start()
+        wait_until(lambda: len(self.answers) >= len(self._threads), what="traffic flowing")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def last_y(self, **params: str) -> Any:
+        with self._lock:
+            matching = [a for a in self.answers if a.params == params and a.status == 200]
+        return matching[-1].y if matching else None
+
+    def failures(self) -> list[Answer]:
+        return [answer for answer in self.answers if answer.status != 200]
+
+    def _run(self, index: int) -> None:
+        params = self._params[index % len(self._params)]
+        with httpx.Client(base_url=self._url, timeout=30) as client:
+            while not self._stop.is_set():
+                start = time.time()
+                response = client.post("/", json={"x": INPUT}, params=params)
+                body = response.json() if response.status_code == 200 else response.text
+                answer = Answer(
+                    start, time.time(), params, response.status_code, body["y"] if isinstance(body, dict) else body
+                )
+                with self._lock:
+                    self.answers.append(answer)
+
+
+def test_a_new_version_serves_once_available_and_removing_it_falls_back(serve, tfserving, s3_client, bucket, tmp_path):
+    # GIVEN version 1 of a SavedModel, served through TF Serving
+    models = SavedModels(s3_client, bucket, tmp_path)
+    models.put("models/scaler", 1, scale=1.0)
+    model_dir = tmp_path / "models"
+    server = start(serve, tfserving, model_dir, tf_api({"path": f"s3://{bucket}/models/scaler"}))
+    assert y(server) == scaled(1.0)
+
+    # WHEN version 2 is uploaded while requests for "latest" keep coming
+    with Traffic(server) as traffic:
+        uploaded = time.time()
+        models.put("models/scaler", 2, scale=2.0)
+        wait_until(lambda: traffic.last_y() == scaled(2.0), what="version 2 served")
+
+    # THEN no request failed, and the answers switched once from 1 to 2, after TF Serving had 2 AVAILABLE
+    assert traffic.failures() == []
+    ys = [answer.y for answer in traffic.answers]
+    switch = ys.index(scaled(2.0))
+    assert set(map(str, ys[:switch])) == {str(scaled(1.0))}
+    assert set(map(str, ys[switch:])) == {str(scaled(2.0))}
+    events = [event for event in tfserving.events(API) if event["t"] > uploaded]
+    loading_at = next(event["t"] for event in events if event["state"] == "LOADING")
+    available_at = next(event["t"] for event in events if event["state"] == "AVAILABLE")
+    assert traffic.answers[switch].end >= available_at
+    assert any(loading_at <= answer.start and answer.end <= available_at for answer in traffic.answers[:switch]), (
+        "no request was answered (by version 1) while version 2 was LOADING"
+    )
+
+    # AND version 1 stays addressable by number, as does 2
+    assert y(server, version=1) == scaled(1.0)
+    assert y(server, version="2") == scaled(2.0)
+    assert len(tfserving.available(API)) == 2
+
+    # WHEN version 2 is removed from S3
+    Models(s3_client, bucket).delete_prefix("models/scaler/2/")
+
+    # THEN latest is version 1 again, version 2 answers 404, TF Serving unloaded it, and its folder is gone
+    wait_until(lambda: y(server) == scaled(1.0), what="back to version 1")
+    missing = server.post({"x": INPUT}, version=2)
+    assert missing.status_code == 404, missing.text
+    assert "no version 2" in missing.json()["error"]
+    wait_until(lambda: len(tfserving.available(API)) == 1, what="TF Serving unloaded version 2")
+    wait_until(lambda: internal_folders(model_dir, API) == [str(v) for v in tfserving.available(API)])
+    assert server.version(API)["loaded"] == [1]
+
+
+def test_a_version_missing_a_variables_shard_loads_when_the_shard_arrives(
+    serve, tfserving, s3_client, bucket, tmp_path
+):
+    # GIVEN a SavedModel whose variables span several shards, uploaded without its second shard,
+    # and the agent alone (`reloader agent`, a sidecar) keeping TF Serving equal to a `dir` of models
+    models = SavedModels(s3_client, bucket, tmp_path)
+    folder = models.build(scale=3.0, sharded=True)
+    shards = [name for name in files_of(folder) if name.startswith("variables/variables.data-")]
+    assert len(shards) > 1
+    for name in files_of(folder):
+        if name != shards[1]:
+            models.put_file("models/sharded", 1, folder, name)
+    agent = start(serve, tfserving, tmp_path / "models", tf_api({"dir": f"s3://{bucket}/models"}), "agent")
+
+    # THEN the version is not loaded: /models names the missing shard and TF Serving never heard of it
+    status = agent.version("sharded")["versions"]["1"]
+    assert status["state"] == "waiting"
+    assert shards[1] in status["error"]
+    assert tfserving.status("sharded") == {}
+    assert agent.post({"x": INPUT}).status_code == 404  # the agent alone answers no predictions
+
+    # WHEN the shard arrives THEN the version loads, and TF Serving serves its predictions
+    models.put_file("models/sharded", 1, folder, shards[1])
+    wait_until(lambda: agent.version("sharded")["loaded"] == [1], what="version 1 loaded")
+    assert tfserving.predict("sharded", INPUT) == scaled(3.0)
+
+
+def test_a_restarted_tf_serving_gets_the_served_versions_back(serve, tfserving, s3_client, bucket, tmp_path):
+    # GIVEN versions 1 and 2 served
+    models = SavedModels(s3_client, bucket, tmp_path)
+    models.put("models/scaler", 1, scale=1.0)
+    models.put("models/scaler", 2, scale=2.0)
+    server = start(serve, tfserving, tmp_path / "models", tf_api({"path": f"s3://{bucket}/models/scaler"}))
+    assert y(server) == scaled(2.0)
+
+    # WHEN TF Serving crashes and starts again, serving nothing
+    tfserving.restart()
+
+    # THEN the agent sends its config again, and both versions answer again
+    wait_until(lambda: y(server) == scaled(2.0) and y(server, version=1) == scaled(1.0), timeout=30, what="restored")
+    assert len(tfserving.available(API)) == 2
+    assert "reloader_tfserving_resends_total 1.0" in server.http.get("/metrics").text
+    assert server.version(API)["loaded"] == [1, 2]
+
+
+def test_predictions_never_fail_during_ten_reloads(serve, tfserving, s3_client, bucket, tmp_path):
+    # GIVEN version 1 served, and eight clients predicting without pause, with "latest" and with version 1
+    models = SavedModels(s3_client, bucket, tmp_path)
+    models.put("models/busy", 1, scale=1.0)
+    # settle: the four files of an in-place update land before the version is read again
+    api = tf_api({"path": f"s3://{bucket}/models/busy"}, reloading={"settle": 0.3})
+    server = start(serve, tfserving, tmp_path / "models", api)
+    wait_until(lambda: y(server) == scaled(1.0), what="version 1 served (after its settle window)")
+
+    with Traffic(server, threads=8, params=({}, {"version": "1"})) as traffic:
+        # WHEN version 1 is updated in place ten times
+        for scale in range(2, 12):
+            models.put("models/busy", 1, scale=float(scale))
+            wait_until(lambda scale=scale: traffic.last_y(version="1") == scaled(scale), timeout=30, what=f"x{scale}")
+
+    # THEN every request answered 200 with the prediction of one of the uploaded versions
+    assert traffic.failures() == []
+    assert len(traffic.answers) > 100
+    assert {answer.y[0][0] for answer in traffic.answers} <= {float(scale) for scale in range(1, 12)}
+    # AND TF Serving is left with one internal version of the model, the last upload
+    wait_until(lambda: len(tfserving.available(API)) == 1, what="older internal versions unloaded")
+    assert y(server) == scaled(11.0)
+
+
+def test_the_tensorflow_example_serves_the_versions_its_train_script_makes(
+    serve, tfserving, s3_client, bucket, tmp_path
+):
+    # GIVEN the example's spec pointed at a test bucket, and two versions made by its train.py, pushed with
+    # `reloader push`: version 1 barely trained, version 2 trained fully
+    example = EXAMPLES / "tensorflow"
+    train = _import(example / "train.py")
+    for version, steps in ((1, 5), (2, 400)):
+        train.main([str(tmp_path / f"v{version}"), "--steps", str(steps)])
+        destination = f"s3://{bucket}/models/temperature/"
+        pushed = serve.run("push", str(tmp_path / f"v{version}"), destination, "--version", str(version), "--no-marker")
+        assert pushed.returncode == 0, pushed.stderr
+    api = yaml.safe_load((example / "cortex.yaml").read_text())[0]
+    api["handler"]["path"] = str(example / "handler.py")
+    api["handler"]["models"]["path"] = f"s3://{bucket}/models/temperature/"
+
+    # WHEN it is served
+    server = start(serve, tfserving, tmp_path / "models", {**api, "reloading": {"interval": 0.5, "settle": 0}})
+
+    # THEN the latest version converts exactly, and version 1 answers as the rough model it is
+    response = server.post({"celsius": [100, 0, -40]})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"fahrenheit": [212.0, 32.0, -40.0]}
+    rough = server.post({"celsius": [100]}, version=1).json()["fahrenheit"]
+    assert rough != [212.0]
+
+
+def _import(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

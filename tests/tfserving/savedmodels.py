@@ -1,0 +1,60 @@
+"""Small SavedModels made with TensorFlow for the tests, and their upload to S3 as model versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+INPUT = [[1.0, 2.0]]  # what the tests send as "x"
+
+
+def save_scaler(folder: Path, scale: float, sharded: bool = False) -> Path:
+    """A SavedModel computing {"y": x * scale} for "x" float32 [batch, n], signature serving_default.
+
+    `sharded` splits its variables over several `variables.data-*-of-*` shards.
+    """
+    module = tf.Module()
+    module.scale = tf.Variable(scale, dtype=tf.float32)
+    module.offset = tf.Variable([0.0, 0.0], dtype=tf.float32)  # a second variable, to fill a second shard
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32, name="x")])
+    def serve(x: Any) -> dict[str, Any]:
+        return {"y": x * module.scale + tf.reduce_sum(module.offset)}
+
+    options = None
+    if sharded:
+        policy = tf.train.experimental.MaxShardSizePolicy(max_shard_size=4)
+        options = tf.saved_model.SaveOptions(experimental_sharding_callback=policy)
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": serve}, options=options)
+    return folder
+
+
+def files_of(folder: Path) -> list[str]:
+    return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+
+
+class SavedModels:
+    """Writes SavedModel versions to S3 (`<prefix>/<version>/...`), built in a local work folder."""
+
+    def __init__(self, s3_client: Any, bucket: str, workdir: Path) -> None:
+        self.s3 = s3_client
+        self.bucket = bucket
+        self.workdir = workdir
+        self._count = 0
+
+    def build(self, scale: float, sharded: bool = False) -> Path:
+        self._count += 1
+        return save_scaler(self.workdir / f"savedmodel-{self._count}", scale, sharded)
+
+    def put(self, prefix: str, version: int, scale: float, sharded: bool = False, skip: tuple[str, ...] = ()) -> Path:
+        """Upload a version predicting x * scale, without the files named in `skip`; return its local folder."""
+        folder = self.build(scale, sharded)
+        for name in files_of(folder):
+            if name not in skip:
+                self.put_file(prefix, version, folder, name)
+        return folder
+
+    def put_file(self, prefix: str, version: int, folder: Path, name: str) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=f"{prefix}/{version}/{name}", Body=(folder / name).read_bytes())

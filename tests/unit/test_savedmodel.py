@@ -1,0 +1,56 @@
+"""The SavedModel completeness check: a table of version folders."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.domain.savedmodel import savedmodel_incomplete
+from agent.domain.versions import ObjectInfo, discover
+
+GRAPH = "saved_model.pb"
+INDEX = "variables/variables.index"
+
+
+def shard(index: int, count: int) -> str:
+    return f"variables/variables.data-{index:05d}-of-{count:05d}"
+
+
+def objs(*keys: str) -> list[ObjectInfo]:
+    return [ObjectInfo(key, 1, f"etag-{key}") for key in keys]
+
+
+@pytest.mark.parametrize(
+    ("keys", "problem"),
+    [
+        pytest.param((GRAPH, INDEX, shard(0, 1)), None, id="one-shard"),
+        pytest.param(("saved_model.pbtxt", INDEX, shard(0, 1)), None, id="text-graph"),
+        pytest.param(
+            (GRAPH, INDEX, shard(0, 2), shard(1, 2), "assets/vocab.txt", "fingerprint.pb"), None, id="two-shards"
+        ),
+        pytest.param((INDEX, shard(0, 1)), "no saved_model.pb", id="no-graph"),
+        pytest.param(("model/saved_model.pb", INDEX, shard(0, 1)), "no saved_model.pb", id="graph-not-at-the-top"),
+        pytest.param((GRAPH, shard(0, 1)), "variables.index is missing", id="no-index"),
+        pytest.param((GRAPH, INDEX), "no variables/variables.data", id="no-shard"),
+        pytest.param((GRAPH, INDEX, shard(0, 3), shard(2, 3)), shard(1, 3), id="middle-shard-missing"),
+        pytest.param((GRAPH, INDEX, shard(1, 2)), shard(0, 2), id="first-shard-missing"),
+        pytest.param((GRAPH, INDEX, shard(0, 1), shard(0, 2), shard(1, 2)), "disagree", id="two-shard-counts"),
+        pytest.param((GRAPH, INDEX, shard(0, 1), shard(3, 1)), "beyond", id="index-beyond-count"),
+        pytest.param((GRAPH, INDEX, *(shard(i, 9) for i in (0, 8))), "and 4 more", id="many-missing-abbreviated"),
+    ],
+)
+def test_savedmodel_completeness(keys, problem):
+    reason = savedmodel_incomplete(objs(*keys))
+    if problem is None:
+        assert reason is None
+    else:
+        assert reason is not None and problem in reason
+
+
+def test_discovery_holds_back_incomplete_savedmodel_versions():
+    # GIVEN version 1 whole and version 2 still missing a shard
+    keys = [f"1/{key}" for key in (GRAPH, INDEX, shard(0, 1))] + [f"2/{key}" for key in (GRAPH, INDEX, shard(1, 2))]
+    # WHEN discovered with the SavedModel check
+    listing = discover(objs(*keys), completeness=savedmodel_incomplete)
+    # THEN only version 1 is loadable, and version 2 says what it waits for
+    assert sorted(listing.loadable) == [1]
+    assert shard(0, 2) in (listing.versions[2].incomplete or "")

@@ -1,0 +1,241 @@
+"""The TF Serving loader against a recording stand-in for TF Serving: what it sends, when it waits, how it
+repairs. No gRPC, so these run without the tensorflow extra."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from agent.domain.errors import PermanentError, ReloadUnconfirmedError, TemporaryError
+from agent.domain.locations import LocalLocation
+from agent.domain.routing import ModelSet, ModelSource
+from agent.domain.settings import ReloadingSettings
+from agent.domain.tfserving import ModelEntry, Servable, VersionState
+from agent.engine.tfserving import TFServingLoader
+from agent.metrics import Metrics
+from tests.support import wait_until
+
+SIGNATURES = {"serving_default": {"x": 1}, "__saved_model_init_op": {}}
+
+
+class RecordingTFServing:
+    """Records every config; a configured version becomes AVAILABLE at the next status read (END with an
+    error when listed in `broken`); a version the config drops becomes END. `restart()` forgets everything."""
+
+    def __init__(self) -> None:
+        self.configs: list[dict[str, tuple[int, ...]]] = []
+        self.states: dict[str, dict[int, VersionState]] = {}
+        self.broken: set[int] = set()
+        self.stuck: set[int] = set()  # stay LOADING
+        self.fail_next: Exception | None = None
+        self.apply_failed = False  # whether a failing call still applied its config (a deadline)
+        self._calls = 0
+        self.overlapping_calls = 0
+        self._guard = threading.Lock()
+
+    def reload_config(self, entries: Sequence[ModelEntry]) -> None:
+        with self._guard:
+            self._calls += 1
+            if self._calls > 1:
+                self.overlapping_calls += 1
+        try:
+            error, self.fail_next = self.fail_next, None
+            if error is None or self.apply_failed:
+                self._apply(entries)
+            if error is not None:
+                raise error
+            threading.Event().wait(0.001)  # widen any overlap
+        finally:
+            with self._guard:
+                self._calls -= 1
+
+    def _apply(self, entries: Sequence[ModelEntry]) -> None:
+        config = {entry.name: entry.versions for entry in entries}
+        self.configs.append(config)
+        for model, states in self.states.items():
+            for version, state in states.items():
+                if version not in config.get(model, ()) and state.state != "END":
+                    states[version] = VersionState("END")
+        for model, versions in config.items():
+            for version in versions:
+                states = self.states.setdefault(model, {})
+                if version not in states or (states[version].state == "END" and not states[version].error):
+                    states[version] = VersionState("LOADING")
+
+    def model_status(self, model: str) -> dict[int, VersionState]:
+        states = self.states.get(model, {})
+        for version, state in states.items():
+            if state.state == "LOADING" and version not in self.stuck:
+                states[version] = (
+                    VersionState("END", "bad graph") if version in self.broken else VersionState("AVAILABLE")
+                )
+        return dict(states)
+
+    def signatures(self, model: str, version: int) -> dict[str, dict[str, int]]:
+        return SIGNATURES
+
+    def restart(self) -> None:
+        self.states.clear()
+
+
+class SteppingClock:
+    """A clock that moves `step` seconds each time it is read, so timeouts pass at once."""
+
+    def __init__(self, step: float) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+MODELS = ModelSet(fixed=(ModelSource("a", LocalLocation(Path("/a"))), ModelSource("b", LocalLocation(Path("/b")))))
+
+
+def loader_for(tfserving: RecordingTFServing, clock=None, **settings) -> TFServingLoader:
+    options = {"tfserving_load_timeout": 5.0, **settings}
+    extra = {"clock": clock} if clock else {}
+    return TFServingLoader(tfserving, MODELS, "/tf/models/", ReloadingSettings(**options), Metrics(), **extra)
+
+
+def test_a_load_sends_the_complete_config_and_returns_once_available():
+    # GIVEN model a version 1 loaded (TF Serving version 100)
+    tfserving = RecordingTFServing()
+    loader = loader_for(tfserving)
+    loader.load("a", 1, Path("/store/a/100"))
+    # WHEN model b version 3 loads as TF Serving version 200
+    servable = loader.load("b", 3, Path("/store/b/200"))
+    # THEN the config sent names both models, and the servable maps version 3 to 200 and its signature
+    assert tfserving.configs[-1] == {"a": (100,), "b": (200,)}
+    assert servable == Servable("b", 3, 200, "serving_default", {"x": 1})
+
+
+def test_the_base_path_is_the_model_folder_as_tf_serving_sees_it():
+    entries: list[Sequence[ModelEntry]] = []
+    tfserving = RecordingTFServing()
+    original = tfserving.reload_config
+    tfserving.reload_config = lambda sent: (entries.append(sent), original(sent))[1]  # type: ignore[method-assign]
+    loader_for(tfserving).load("a", 1, Path("/store/a/100"))
+    assert entries[-1] == (ModelEntry("a", "/tf/models/a", (100,)),)
+
+
+def test_an_update_in_place_serves_the_old_copy_until_the_new_one_is_available_then_drops_it():
+    # GIVEN version 1 served as TF Serving version 100
+    tfserving = RecordingTFServing()
+    loader = loader_for(tfserving)
+    old = loader.load("a", 1, Path("/store/a/100"))
+    # WHEN its new content loads as 101, then the old copy is unloaded (as the reconciler does after the swap)
+    loader.load("a", 1, Path("/store/a/101"))
+    assert tfserving.configs[-1] == {"a": (100, 101)}
+    loader.unload("a", 1, old)
+    # THEN TF Serving was told to keep only 101, and 100 ended
+    assert tfserving.configs[-1] == {"a": (101,)}
+    assert tfserving.states["a"][100].state == "END"
+
+
+def test_a_version_tf_serving_cannot_load_fails_and_leaves_the_config():
+    # GIVEN a version TF Serving ends with an error
+    tfserving = RecordingTFServing()
+    tfserving.broken.add(100)
+    loader = loader_for(tfserving)
+    # WHEN it is loaded THEN it fails permanently with TF Serving's error, and the config no longer names it
+    with pytest.raises(PermanentError, match="bad graph"):
+        loader.load("a", 1, Path("/store/a/100"))
+    assert tfserving.configs[-1] == {}
+
+
+def test_a_version_that_never_becomes_available_times_out_and_leaves_the_config():
+    tfserving = RecordingTFServing()
+    tfserving.stuck.add(100)
+    loader = loader_for(tfserving, clock=SteppingClock(step=10.0))
+    with pytest.raises(TemporaryError, match=r"not loaded after 5\.0 s"):
+        loader.load("a", 1, Path("/store/a/100"))
+    assert tfserving.configs[-1] == {}
+
+
+def test_a_reload_that_hits_its_deadline_is_judged_by_the_version_states():
+    # GIVEN TF Serving applies the config but the call hits its deadline (it waits for new models)
+    tfserving = RecordingTFServing()
+    tfserving.fail_next = ReloadUnconfirmedError("deadline")
+    tfserving.apply_failed = True
+    # WHEN a version loads THEN it is served all the same
+    assert loader_for(tfserving).load("a", 1, Path("/store/a/100")).internal_version == 100
+
+
+def test_a_config_tf_serving_did_not_take_fails_the_load_and_the_watchdog_sends_it_again():
+    # GIVEN version 1 of a loaded, and TF Serving unreachable for the next call
+    tfserving = RecordingTFServing()
+    loader = loader_for(tfserving)
+    loader.load("a", 1, Path("/store/a/100"))
+    tfserving.fail_next = TemporaryError("UNAVAILABLE")
+    # WHEN b loads THEN the load fails temporarily and b is no longer desired
+    with pytest.raises(TemporaryError):
+        loader.load("b", 1, Path("/store/b/200"))
+    # AND the watchdog's next check sends the config that was missed
+    assert loader.check() is True
+    assert tfserving.configs[-1] == {"a": (100,)}
+    assert loader.check() is False
+
+
+def test_the_watchdog_sends_the_config_again_after_tf_serving_restarts():
+    # GIVEN two models loaded
+    tfserving = RecordingTFServing()
+    loader = loader_for(tfserving)
+    loader.load("a", 1, Path("/store/a/100"))
+    loader.load("b", 2, Path("/store/b/200"))
+    assert loader.check() is False
+    sent = len(tfserving.configs)
+    # WHEN TF Serving restarts, empty
+    tfserving.restart()
+    # THEN the check sends the complete config again, once
+    assert loader.check() is True
+    assert tfserving.configs[sent:] == [{"a": (100,), "b": (200,)}]
+    assert loader.check() is False
+
+
+def test_config_calls_from_parallel_loads_never_overlap_and_each_is_complete():
+    # GIVEN model a loaded
+    tfserving = RecordingTFServing()
+    loader = loader_for(tfserving)
+    loader.load("a", 1, Path("/store/a/100"))
+    # WHEN twenty versions of b load from parallel threads (as workers of different models would call)
+    threads = [
+        threading.Thread(target=loader.load, args=("b", version, Path(f"/store/b/{200 + version}")))
+        for version in range(20)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # THEN no two config calls overlapped, every config kept a, and the last one holds all of b
+    assert tfserving.overlapping_calls == 0
+    assert all(config.get("a") == (100,) for config in tfserving.configs[1:])
+    assert tfserving.configs[-1]["b"] == tuple(range(200, 220))
+
+
+def test_stopping_ends_a_load_that_waits_for_tf_serving():
+    # GIVEN a version TF Serving keeps LOADING, being loaded on a worker thread
+    tfserving = RecordingTFServing()
+    tfserving.stuck.add(100)
+    loader = loader_for(tfserving, tfserving_load_timeout=3600.0)
+    errors: list[Exception] = []
+
+    def load() -> None:
+        try:
+            loader.load("a", 1, Path("/store/a/100"))
+        except TemporaryError as error:
+            errors.append(error)
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    wait_until(lambda: tfserving.configs, timeout=5, what="the config sent")
+    # WHEN the loader stops THEN the load gives up at once, and the version leaves the config
+    loader.stop()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert errors and "stopping" in str(errors[0])
+    assert tfserving.configs[-1] == {}
