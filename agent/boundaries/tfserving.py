@@ -132,7 +132,8 @@ class TFServing:
                 raise PermanentError(f"{where}: input {name!r}: expected {expected}, found {error}") from error
         with _translated(f"predicting with {where}", {"NOT_FOUND": VersionGoneError}):
             response = self._predictions.Predict(request, timeout=self._predict_timeout)
-        return {name: _plain(tf.make_ndarray(tensor).tolist()) for name, tensor in response.outputs.items()}
+        # Flat lists of values per output, as Cortex 0.35's client returned them: handlers run unchanged.
+        return {name: _plain(tf.make_ndarray(tensor).flatten().tolist()) for name, tensor in response.outputs.items()}
 
 
 class _NotFound(ReloaderError):
