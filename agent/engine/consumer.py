@@ -20,6 +20,7 @@ from agent.boundaries.sqs import Message, Queue
 from agent.domain.errors import PermanentError, ReloaderError
 from agent.domain.events import BadMessage, ObjectEvent, parse_message
 from agent.domain.routing import ModelSet
+from agent.engine.background import StateLog
 from agent.engine.reconciler import Outcome
 from agent.engine.registry import Registry
 from agent.engine.workers import ModelWorkers, Request
@@ -78,7 +79,9 @@ class QueueConsumer:
         self._done: queue.Queue[tuple[Message, bool]] = queue.Queue()
         self._receiver = threading.Thread(target=self._receive_loop, name="sqs-receive", daemon=True)
         self._acker = threading.Thread(target=self._ack_loop, name="sqs-ack", daemon=True)
-        self._failing: str | None = None
+        self._report = StateLog(
+            log, "%s; serving continues, retrying with backoff", "receiving again", {"queue": source.url}
+        )
 
     def start(self) -> None:
         self._receiver.start()
@@ -179,16 +182,6 @@ class QueueConsumer:
             self._queue.retry_in(message, RETRY_VISIBILITY)
         except ReloaderError as error:
             log.debug("could not shorten the visibility of %s: %s", message.id, error)
-
-    def _report(self, error: str | None) -> None:
-        """Log once per change of state, not once per retry."""
-        if error == self._failing:
-            return
-        if error:
-            log.error("%s; serving continues, retrying with backoff", error, extra={"queue": self._queue.url})
-        else:
-            log.info("receiving from %s", self._queue.url, extra={"queue": self._queue.url})
-        self._failing = error
 
 
 def _when_all(futures: list[Future[Outcome]], then: Callable[[bool], None]) -> None:

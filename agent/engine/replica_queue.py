@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 
@@ -19,6 +18,7 @@ from agent.boundaries.sns import Topic
 from agent.boundaries.sqs import QueueAdmin, subscription_policy
 from agent.domain import fleet
 from agent.domain.errors import ReloaderError
+from agent.engine.background import Repeat, StateLog
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,12 @@ class ReplicaQueue:
         self._api = api
         self._replica = replica
         self._visibility = visibility_timeout
-        self._heartbeat_interval = heartbeat_interval
         self._clock = clock
         self.url = ""
         self.dead_letter_url = ""
         self.subscription_arn = ""
-        self._stop = threading.Event()
-        self._heartbeat = threading.Thread(target=self._beat, name="queue-heartbeat", daemon=True)
+        self._heartbeat = Repeat("queue-heartbeat", self._beat, lambda: heartbeat_interval)
+        self._heartbeat_state = StateLog(log, "%s", "heartbeat refreshed again", {"queue": self.name})
 
     def create(self) -> str:
         """Create the queue and its dead-letter queue, subscribe it; return its URL."""
@@ -74,9 +73,7 @@ class ReplicaQueue:
 
     def delete(self) -> None:
         """Unsubscribe and delete both queues (clean shutdown)."""
-        self._stop.set()
-        if self._heartbeat.is_alive():
-            self._heartbeat.join(timeout=5)
+        self._heartbeat.stop(timeout=5)
         try:
             if self.subscription_arn:
                 self._topic.unsubscribe(self.subscription_arn)
@@ -96,15 +93,10 @@ class ReplicaQueue:
         }
 
     def _beat(self) -> None:
-        failing = False
-        while not self._stop.wait(self._heartbeat_interval):
-            try:
-                for url in (self.url, self.dead_letter_url):
-                    self._admin.tag(url, {fleet.HEARTBEAT_TAG: str(int(self._clock()))})
-                if failing:
-                    log.info("heartbeat refreshed again", extra={"queue": self.url})
-                failing = False
-            except ReloaderError as error:
-                if not failing:
-                    log.warning("cannot refresh the heartbeat tag: %s", error, extra={"queue": self.url})
-                failing = True
+        try:
+            for url in (self.url, self.dead_letter_url):
+                self._admin.tag(url, {fleet.HEARTBEAT_TAG: str(int(self._clock()))})
+        except ReloaderError as error:
+            self._heartbeat_state(f"cannot refresh the heartbeat tag: {error}")
+        else:
+            self._heartbeat_state(None)

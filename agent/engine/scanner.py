@@ -17,6 +17,7 @@ from agent.boundaries.sources import ModelObjects
 from agent.domain.errors import ReloaderError
 from agent.domain.routing import ModelSet, is_model_name
 from agent.domain.versions import ObjectInfo
+from agent.engine.background import Repeat, StateLog
 from agent.engine.reconciler import Outcome
 from agent.engine.registry import Registry
 from agent.engine.workers import ModelWorkers, Request
@@ -40,7 +41,7 @@ class Scanner:
         self._registry = registry
         self._metrics = metrics
         self._dir_models: set[str] = set()
-        self._last_error: str | None = None
+        self._report = StateLog(log, "scan: %s; loaded models keep serving", "scan: listing works again")
 
     def scan(self) -> list[Outcome]:
         """Reconcile every model once; return when all are done."""
@@ -73,40 +74,24 @@ class Scanner:
             for name in sorted(known | set(grouped))
         ]
 
-    def _report(self, error: str | None) -> None:
-        if error != self._last_error:
-            if error:
-                log.error("scan: %s; loaded models keep serving", error)
-            else:
-                log.info("scan: listing works again")
-            self._last_error = error
-
 
 class PeriodicScan:
     """Run `scanner.scan()` now, then every `interval` seconds (spread by `jitter`) until stopped."""
 
     def __init__(self, scanner: Scanner, interval: float, jitter: float) -> None:
         self._scanner = scanner
-        self._interval = interval
-        self._jitter = jitter
-        self._stop = threading.Event()
         self.first_scan_done = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="scan", daemon=True)
+        spread = interval * jitter
+        self._repeat = Repeat("scan", self._scan, lambda: interval + random.uniform(-spread, spread), immediately=True)
 
     def start(self) -> None:
-        self._thread.start()
+        self._repeat.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
+        self._repeat.stop(timeout=30)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._scanner.scan()
-            except Exception:
-                log.exception("scan crashed; trying again at the next interval")
+    def _scan(self) -> None:
+        try:
+            self._scanner.scan()
+        finally:
             self.first_scan_done.set()
-            spread = self._interval * self._jitter
-            self._stop.wait(self._interval + random.uniform(-spread, spread))

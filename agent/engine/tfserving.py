@@ -31,6 +31,7 @@ from agent.domain.tfserving import (
     lost_versions,
     model_config,
 )
+from agent.engine.background import Repeat, StateLog
 from agent.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -69,17 +70,16 @@ class TFServingLoader:
         self._desired: dict[str, set[int]] = {}  # internal versions TF Serving should serve, per model
         self._confirmed: dict[str, set[int]] = {}  # those it reported AVAILABLE
         self._unsent = False  # the last config change did not reach TF Serving
-        self._reachable = True
-        self._stop = threading.Event()
-        self._watchdog = threading.Thread(target=self._watch, name="tfserving-watchdog", daemon=True)
+        self._stop = threading.Event()  # set by stop(): loads being awaited give up
+        self._watchdog = Repeat("tfserving-watchdog", self._watch, lambda: settings.tfserving_watch_interval)
+        self._reachability = StateLog(log, "TF Serving does not answer: %s", "TF Serving answers again")
 
     def start(self) -> None:
         self._watchdog.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._watchdog.is_alive():
-            self._watchdog.join(timeout=10)
+        self._watchdog.stop()
 
     # -- Loader ----------------------------------------------------------------------------
     def load(self, model: str, version: int, path: Path) -> Servable:
@@ -199,20 +199,9 @@ class TFServingLoader:
         return True
 
     def _watch(self) -> None:
-        while not self._stop.wait(self._settings.tfserving_watch_interval):
-            try:
-                self.check()
-            except ReloaderError as error:
-                self._note_reachable(False, str(error))
-            except Exception:
-                log.exception("TF Serving watchdog crashed; it checks again at the next interval")
-            else:
-                self._note_reachable(True, "")
-
-    def _note_reachable(self, reachable: bool, error: str) -> None:
-        if reachable != self._reachable:
-            if reachable:
-                log.info("TF Serving answers again")
-            else:
-                log.warning("TF Serving does not answer: %s", error)
-            self._reachable = reachable
+        try:
+            self.check()
+        except ReloaderError as error:
+            self._reachability(str(error))
+        else:
+            self._reachability(None)
