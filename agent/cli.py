@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     settings = "\n".join(
-        f"  {env:<30} {name} (default {default}): {text}" for name, env, default, text in describe_settings()
+        f"  {env:<30} {name} (default {'unset' if default is None else default}): {text}"
+        for name, env, default, text in describe_settings()
     )
     parser = argparse.ArgumentParser(
         prog="reloader",
