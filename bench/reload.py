@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -132,21 +133,21 @@ class Bench:
             else:
                 reloading.update(interval=polling_interval)
             server = self.start(bucket, {"path": f"s3://{bucket}/m"}, reloading)
-            before = counts(server)
+            before = requests_made(server)
             time.sleep(seconds)  # idle is what is measured
-            after = counts(server)
+            after = requests_made(server)
             server.stop()
-            per_hour = {name: (after[name] - before[name]) * 3600 / seconds for name in after}
-            rows.append((mode, per_hour))
-        print(f"\n## 2. Idle cost per replica, one model, counted over {seconds:g} s, per hour\n")
-        print("| mode | S3 LIST | S3 GET | SQS ReceiveMessage | all requests |")
+            rows.append((mode, {op: after[op] - before.get(op, 0.0) for op in after}))
+        print(f"\n## 2. Idle cost per replica, one model: requests counted over {seconds:g} s (and per hour)\n")
+        print("| mode | S3 ListObjectsV2 | S3 GET/HEAD | SQS ReceiveMessage | every S3 and SQS request |")
         print("|---|---|---|---|---|")
-        for mode, per_hour in rows:
+        for mode, counted in rows:
             label = "events (SQS long poll, 300 s scan)" if mode == "event" else f"polling every {polling_interval:g} s"
-            print(
-                f"| {label} | {per_hour['list']:.0f} | {per_hour['get']:.0f} | {per_hour['receive']:.0f} "
-                f"| {sum(per_hour.values()):.0f} |"
-            )
+            lists = counted.get("S3 ListObjectsV2", 0.0)
+            gets = counted.get("S3 GetObject", 0.0) + counted.get("S3 HeadObject", 0.0)
+            receives = counted.get("SQS ReceiveMessage", 0.0)
+            cells = [per_hour(n, seconds) for n in (lists, gets, receives, sum(counted.values()))]
+            print(f"| {label} | " + " | ".join(cells) + " |")
 
     # -- 3. scale ---------------------------------------------------------------------------
     def scale(self, sizes: list[int], events: int) -> None:
@@ -166,6 +167,7 @@ class Bench:
             server = self.start(bucket, {"dir": f"s3://{bucket}/zoo"}, reloading)
             startup = time.monotonic() - started
             samples = []
+            client_list = client_list_time(self.s3, bucket, "zoo/model-00000/")
             lists_before = list_timing(server)
             for event in range(events):
                 name = f"model-{(event * 7919) % size:05d}"
@@ -177,14 +179,17 @@ class Bench:
             server.stop()
             calls = lists_after[0] - lists_before[0]
             mean_list = (lists_after[1] - lists_before[1]) / calls if calls else 0.0
-            rows.append((size, calls / events, mean_list, startup, samples))
+            rows.append((size, calls / events, mean_list, startup, samples, client_list))
         print(f"\n## 3. Scale: one event applied (marker written -> served), {events} events per bucket, `dir` mode\n")
-        print("| models in bucket | p50 | max | S3 LISTs per event | mean S3 LIST time | initial load of all models |")
-        print("|---|---|---|---|---|---|")
-        for size, lists, mean_list, startup, samples in rows:
+        print(
+            "| models in bucket | p50 | max | S3 LISTs per event | mean S3 LIST time (agent) "
+            "| one model's LIST from a bare client (median of 20) | initial load of all models |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for size, lists, mean_list, startup, samples, client_list in rows:
             print(
                 f"| {size:,} | {ms(pct(samples, 50))} | {ms(max(samples))} | {lists:.1f} | {mean_list * 1000:.1f} ms "
-                f"| {startup:.1f} s |"
+                f"| {client_list * 1000:.1f} ms | {startup:.1f} s |"
             )
         if len(rows) > 1:
             first, last = rows[0], rows[-1]
@@ -216,13 +221,32 @@ def list_timing(server: Server) -> tuple[float, float]:
     )
 
 
-def counts(server: Server) -> dict[str, float]:
-    return {
-        "list": metric(server, "reloader_s3_requests_total", operation="ListObjectsV2"),
-        "get": metric(server, "reloader_s3_requests_total", operation="GetObject")
-        + metric(server, "reloader_s3_requests_total", operation="HeadObject"),
-        "receive": metric(server, "reloader_sqs_requests_total", operation="ReceiveMessage"),
-    }
+def requests_made(server: Server) -> dict[str, float]:
+    """Every S3 and SQS request the agent has counted so far, by "<service> <operation>"."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    made: dict[str, float] = {}
+    for family in text_string_to_metric_families(server.http.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name in ("reloader_s3_requests_total", "reloader_sqs_requests_total"):
+                service = "S3" if sample.name.startswith("reloader_s3") else "SQS"
+                key = f"{service} {sample.labels['operation']}"
+                made[key] = made.get(key, 0.0) + sample.value
+    return made
+
+
+def per_hour(count: float, seconds: float) -> str:
+    return f"{count:.0f} ({count * 3600 / seconds:.0f}/h)"
+
+
+def client_list_time(s3: Any, bucket: str, prefix: str, repeats: int = 20) -> float:
+    """Median seconds of one ListObjectsV2 of `prefix` made directly by a client: what S3 itself costs."""
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
 
 
 def pct(samples: list[float], percentile: int) -> float:
