@@ -1,5 +1,5 @@
-"""Shared fixtures: a real LocalStack (started once per run unless AWS_ENDPOINT_URL is set), S3 clients,
-fresh buckets, and `reloader serve` run as a real process on a free loopback port."""
+"""Shared fixtures: a real LocalStack (started once per run on a free port, unless AWS_ENDPOINT_URL is set),
+S3 clients, fresh buckets, and `reloader serve` run as a real process on a free loopback port."""
 
 from __future__ import annotations
 
@@ -29,11 +29,14 @@ def aws_endpoint() -> Iterator[str]:
     if configured:
         yield configured
         return
-    port = int(os.environ.get("LOCALSTACK_PORT", "4566"))
+    # Without LOCALSTACK_PORT, a LocalStack of this run's own on a free port: another run's LocalStack,
+    # which may stop under us, is never borrowed. With it, one already answering there is used.
+    chosen = os.environ.get("LOCALSTACK_PORT")
+    port = int(chosen) if chosen else free_port()
     endpoint = f"http://127.0.0.1:{port}"
     home = Path(tempfile.mkdtemp(prefix="localstack-tests-"))
     env = {**os.environ, "LOCALSTACK_PORT": str(port), "LOCALSTACK_HOME": str(home)}
-    started = not localstack_answers(endpoint)
+    started = not (chosen and localstack_answers(endpoint))
     if started:
         subprocess.run([str(LOCALSTACK_SCRIPT), "start"], check=True, env=env)
     os.environ["AWS_ENDPOINT_URL"] = endpoint
