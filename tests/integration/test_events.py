@@ -209,3 +209,24 @@ def test_topic_mode_serves_while_its_queue_cannot_be_made_and_subscribes_later(
     wait_until(lambda: prediction(server) == 2.0, timeout=15, what="version 2 from the event")
     server.stop()
     assert sqs_client.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []) == []
+
+
+def test_topic_mode_refuses_a_queue_that_belongs_to_another_replica(serve, s3_client, sqs_client, sns_client, bucket):
+    # GIVEN a replica's queue on the topic (named as this replica's would be: a collision)
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0)
+    topic_arn = notify_topic(s3_client, sns_client, bucket)
+    prefix = f"own{bucket[-8:]}"
+    name = f"{prefix}-test-api-r1"
+    owned = sqs_client.create_queue(QueueName=name, tags={"reloader:replica": "someone-else"})["QueueUrl"]
+    # WHEN an agent whose queue would have that name starts, and stops
+    reloading = {**NO_SCAN, "topic_arn": topic_arn, "queue_prefix": prefix, "replica_id": "r1"}
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading)))
+    # THEN it serves, says why it has no queue, and leaves the other replica's queue alone
+    assert prediction(server) == 1.0
+    wait_until(lambda: "belongs to another replica" in server.log(), what="the refusal logged")
+    server.stop()
+    assert sqs_client.list_queue_tags(QueueUrl=owned)["Tags"]["reloader:replica"] == "someone-else"
+    endpoints = [s["Endpoint"] for s in sns_client.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]]
+    assert not [e for e in endpoints if e.endswith(f":{name}")]
+    sqs_client.delete_queue(QueueUrl=owned)
