@@ -18,7 +18,14 @@ from agent.domain.locations import Location
 from agent.domain.plan import Failure, Load, Sighting, Unload, plan
 from agent.domain.routing import ModelSet
 from agent.domain.settings import ReloadingSettings
-from agent.domain.versions import CompletenessCheck, ModelListing, VersionListing, discover, event_can_matter
+from agent.domain.versions import (
+    CompletenessCheck,
+    ModelListing,
+    VersionListing,
+    discover,
+    event_can_matter,
+    version_of_key,
+)
 from agent.engine.loaders import Loader
 from agent.engine.registry import Registry, Served
 from agent.engine.workers import Request
@@ -44,6 +51,10 @@ class _ModelMemory:
     known: dict[int, str] | None = None  # fingerprints of the last listing, for drift
     reported_error: str | None = None
     blocked: set[int] = field(default_factory=set)  # versions incomplete for a reason other than the marker
+    # Per version its events named, the earliest event time not yet served (None: a version no key
+    # told). Kept while versions wait (settle window, retry backoff), so the latency of a load a
+    # timer finishes still counts from the event that announced it.
+    pending_events: dict[int | None, float] = field(default_factory=dict)
 
 
 class Reconciler:
@@ -77,6 +88,7 @@ class Reconciler:
         memory = self._memory.setdefault(model, _ModelMemory())
         if request.keys is not None and not self._worth_a_look(model, memory, request.keys):
             return Outcome(model)
+        _remember_event(memory, request)
         source = self._models.source(model)
         try:
             objects = (
@@ -102,16 +114,18 @@ class Reconciler:
         for action in result.actions:
             if isinstance(action, Load):
                 assert source is not None
-                outcome = _worse(outcome, self._load(model, source.location, action, memory, request))
+                outcome = _worse(outcome, self._load(model, source.location, action, memory))
             else:
                 self._unload(model, action)
                 outcome = _worse(outcome, Outcome(model, changed=True))
         if result.wake_at is not None:
             self._schedule(result.wake_at, model)
+        elif outcome.error is None:
+            memory.pending_events.clear()  # nothing waits any more: what the events announced is done
         self._metrics.versions_loaded.labels(model).set(len(self._registry.loaded(model)))
         return outcome
 
-    def _load(self, model: str, location: Location, action: Load, memory: _ModelMemory, request: Request) -> Outcome:
+    def _load(self, model: str, location: Location, action: Load, memory: _ModelMemory) -> Outcome:
         listing = action.listing
         version = listing.version
         context = {"model": model, "version": version}
@@ -141,8 +155,9 @@ class Reconciler:
             self._store.retire(old.path)
         del old
         self._metrics.load_duration.labels(model).observe(now - started)
-        if request.event_time is not None:
-            self._metrics.reload_latency.labels(model).observe(max(0.0, now - request.event_time))
+        announced = memory.pending_events.pop(version, memory.pending_events.get(None))
+        if announced is not None:
+            self._metrics.reload_latency.labels(model).observe(max(0.0, now - announced))
         verb = "reloaded (updated in place)" if action.replaces else "loaded"
         log.info("%s %s version %s (%.3f s)", verb, model, version, now - started, extra=context)
         return Outcome(model, changed=True)
@@ -212,6 +227,16 @@ class Reconciler:
         for version, item in listing.versions.items():
             if item.incomplete and version not in loaded:
                 self._registry.set_state(model, version, "waiting", item.fingerprint, item.incomplete)
+
+
+def _remember_event(memory: _ModelMemory, request: Request) -> None:
+    if request.event_time is None:
+        return
+    versions: set[int | None] = {None}
+    if request.keys is not None:
+        versions = {version_of_key(key) for key in request.keys}
+    for version in versions:
+        memory.pending_events[version] = min(request.event_time, memory.pending_events.get(version, request.event_time))
 
 
 def _version_location(location: Location, listing: VersionListing) -> Location:

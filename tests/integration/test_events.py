@@ -187,6 +187,12 @@ def test_without_a_marker_a_version_loads_once_its_listing_settles(serve, s3_cli
     # THEN it is served, and not before its listing stayed unchanged for the settle window
     wait_until(lambda: prediction(server) == 2.0, timeout=15, what="version 2 after settling")
     assert time.monotonic() - uploaded >= 1.0
+    # and its reload latency counts from the event, settle window included, though a timer loaded it
+    wait_until(lambda: metric(server, "reloader_reload_latency_seconds_count", model="test-api") == 1, what="latency")
+    assert metric(server, "reloader_reload_latency_seconds_sum", model="test-api") >= 1.0
+    # and the event's message was deleted once the version was seen and its settle timer set
+    assert metric(server, "reloader_messages_total", result="deleted") >= 1
+    assert metric(server, "reloader_messages_total", result="left") == 0
 
 
 def test_topic_mode_serves_while_its_queue_cannot_be_made_and_subscribes_later(
