@@ -55,6 +55,7 @@ class _ModelMemory:
     # told). Kept while versions wait (settle window, retry backoff), so the latency of a load a
     # timer finishes still counts from the event that announced it.
     pending_events: dict[int | None, float] = field(default_factory=dict)
+    temporary: set[int] = field(default_factory=set)  # failed versions whose last failure may pass
 
 
 class Reconciler:
@@ -106,7 +107,11 @@ class Reconciler:
         now = self._clock()
         loaded = {version: served.fingerprint for version, served in self._registry.loaded(model).items()}
         settle = 0.0 if self._settings.ready_marker else self._settings.settle
-        result = plan(listing, loaded, memory.failures, memory.sightings, now, settle)
+        # An event (a redelivered message included) retries now the versions it names whose failure
+        # may have passed: the message is left again if it fails, so its redrive policy counts the tries.
+        retry_now = _named_versions(request, memory.temporary) if request.event_time is not None else set()
+        failures = {v: f for v, f in memory.failures.items() if v not in retry_now}
+        result = plan(listing, loaded, failures, memory.sightings, now, settle)
         memory.sightings = dict(result.sightings)
         self._forget_vanished(model, memory, listing)
         self._show_waiting(model, listing, loaded)
@@ -150,6 +155,7 @@ class Reconciler:
         old = self._registry.swap_in(model, Served(version, listing.fingerprint, folder, value, now))
         del value
         memory.failures.pop(version, None)
+        memory.temporary.discard(version)
         if old is not None and old.path != folder:
             self._loader.unload(model, version, old.value)
             self._store.retire(old.path)
@@ -170,6 +176,10 @@ class Reconciler:
         attempts = previous.attempts + 1 if previous and previous.fingerprint == listing.fingerprint else 1
         delay = min(self._settings.retry_backoff * 2 ** (attempts - 1), self._settings.retry_backoff_max)
         memory.failures[version] = Failure(listing.fingerprint, self._clock() + delay, attempts, error)
+        if temporary:
+            memory.temporary.add(version)
+        else:
+            memory.temporary.discard(version)
         self._registry.set_state(model, version, "failed", listing.fingerprint, error, attempts)
         self._metrics.load_failures.labels(model).inc()
         if attempts == 1:
@@ -221,12 +231,20 @@ class Reconciler:
     def _forget_vanished(self, model: str, memory: _ModelMemory, listing: ModelListing) -> None:
         loadable = listing.loadable
         memory.failures = {v: f for v, f in memory.failures.items() if v in loadable}
+        memory.temporary &= set(memory.failures)
         self._registry.prune(model, set(listing.versions))
 
     def _show_waiting(self, model: str, listing: ModelListing, loaded: dict[int, str]) -> None:
         for version, item in listing.versions.items():
             if item.incomplete and version not in loaded:
                 self._registry.set_state(model, version, "waiting", item.fingerprint, item.incomplete)
+
+
+def _named_versions(request: Request, among: set[int]) -> set[int]:
+    """The versions of `among` that the request's keys name (all of them when it names no keys)."""
+    if request.keys is None:
+        return set(among)
+    return {version_of_key(key) for key in request.keys} & among
 
 
 def _remember_event(memory: _ModelMemory, request: Request) -> None:

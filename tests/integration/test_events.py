@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.support import Models, api_spec, metric, notify_queue, notify_topic, prediction, wait_until
+from tests.support import Models, api_spec, metric, notify_queue, notify_topic, prediction, tagged_model, wait_until
 
 pytestmark = pytest.mark.localstack
 
@@ -236,3 +236,25 @@ def test_topic_mode_refuses_a_queue_that_belongs_to_another_replica(serve, s3_cl
     endpoints = [s["Endpoint"] for s in sns_client.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]]
     assert not [e for e in endpoints if e.endswith(f":{name}")]
     sqs_client.delete_queue(QueueUrl=owned)
+
+
+def test_a_temporary_failure_leaves_the_message_which_comes_back_and_applies(serve, s3_client, sqs_client, bucket):
+    # GIVEN an agent on a queue that only retries a failed version by itself after an hour
+    _, server = serve_on_events(
+        serve, s3_client, sqs_client, bucket, ready_marker="_READY", retry_backoff=3600, retry_backoff_max=3600
+    )
+    assert prediction(server) == 1.0
+    # WHEN version 2 arrives archived (GLACIER: listed, but unreadable until restored)
+    s3_client.put_object(Bucket=bucket, Key="m/2/model.pkl", Body=tagged_model(2.0), StorageClass="GLACIER")
+    s3_client.put_object(Bucket=bucket, Key="m/2/_READY", Body=b"")
+    # THEN its download fails temporarily, version 1 keeps serving, and the message is left, not deleted
+    wait_until(lambda: metric(server, "reloader_messages_total", result="left") >= 1, timeout=15, what="left")
+    assert metric(server, "reloader_load_failures_total", model="test-api") >= 1
+    assert prediction(server) == 1.0
+    deleted = metric(server, "reloader_messages_total", result="deleted")
+    # WHEN the object is restored (which sends no ObjectCreated event)
+    s3_client.restore_object(Bucket=bucket, Key="m/2/model.pkl", RestoreRequest={"Days": 1})
+    # THEN the message, visible again, gets version 2 served, and is deleted
+    wait_until(lambda: prediction(server) == 2.0, timeout=30, what="version 2 from the redelivered message")
+    wait_until(lambda: metric(server, "reloader_messages_total", result="deleted") > deleted, what="deleted")
+    assert metric(server, "reloader_versions_loaded", model="test-api") == 2
