@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 
@@ -40,30 +41,60 @@ def test_queue_mode_serves_an_upload_from_its_event(serve, s3_client, sqs_client
 
 
 def test_topic_mode_fans_out_to_every_replica(serve, s3_client, sqs_client, sns_client, bucket):
-    # GIVEN three agents on one topic, each with its own replica id
+    # GIVEN three agents on one topic, each with its own replica id, refreshing their heartbeat every second
     models = Models(s3_client, bucket)
     models.put_version("m", 1, tag=1.0)
     topic_arn = notify_topic(s3_client, sns_client, bucket)
     prefix = f"rl{bucket[-8:]}"
-    spec = serve.spec(
-        api_spec({"path": f"s3://{bucket}/m"}, reloading={**NO_SCAN, "topic_arn": topic_arn, "queue_prefix": prefix})
-    )
+    reloading = {**NO_SCAN, "topic_arn": topic_arn, "queue_prefix": prefix, "heartbeat_interval": 1}
+    spec = serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading))
     servers = [serve.start(spec, env={"RELOADER_REPLICA_ID": f"replica-{i}"}) for i in range(3)]
     queues = sqs_client.list_queues(QueueNamePrefix=prefix).get("QueueUrls", [])
     assert sorted(url.rsplit("/", 1)[1] for url in queues) == sorted(
         [f"{prefix}-test-api-replica-{i}" for i in range(3)] + [f"{prefix}-test-api-replica-{i}-dlq" for i in range(3)]
     )
-    tags = sqs_client.list_queue_tags(QueueUrl=next(u for u in queues if u.endswith("replica-0")))["Tags"]
+    queue_url = next(u for u in queues if u.endswith("replica-0"))
+    tags = sqs_client.list_queue_tags(QueueUrl=queue_url)["Tags"]
     assert tags["reloader:topic"] == topic_arn and int(tags["reloader:heartbeat"]) > 0
     assert tags["reloader:subscription"].startswith(topic_arn)
+    assert tags["reloader:replica"] == "replica-0" and tags["reloader:api"] == "test-api"
+    # THEN each queue accepts only SendMessage from the topic, and sends repeated failures to its DLQ
+    attributes = sqs_client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    (statement,) = json.loads(attributes["Policy"])["Statement"]
+    assert statement["Effect"] == "Allow" and statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == attributes["QueueArn"]
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": topic_arn}}
+    dead_letter_arn = sqs_client.get_queue_attributes(QueueUrl=queue_url + "-dlq", AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    assert json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"] == dead_letter_arn
+    # and its subscription delivers the S3 event itself (raw), not an SNS envelope
+    subscription = sns_client.get_subscription_attributes(SubscriptionArn=tags["reloader:subscription"])
+    assert subscription["Attributes"]["RawMessageDelivery"] == "true"
+    assert subscription["Attributes"]["Endpoint"] == attributes["QueueArn"]
+    # and the heartbeat tag keeps moving
+    beat = int(tags["reloader:heartbeat"])
+    wait_until(
+        lambda: int(sqs_client.list_queue_tags(QueueUrl=queue_url)["Tags"]["reloader:heartbeat"]) > beat,
+        timeout=10,
+        what="a newer heartbeat",
+    )
 
     # WHEN a version is uploaded THEN every replica serves it
     models.put_version("m", 2, tag=2.0)
     for server in servers:
         wait_until(lambda server=server: prediction(server) == 2.0, timeout=15, what="every replica reloads")
 
-    # WHEN the replicas shut down cleanly THEN their queues and subscriptions are gone
-    for server in servers:
+    # WHEN one replica is interrupted (Ctrl-C) THEN its queues and subscription are gone, the others' stay
+    servers[0].stop(signal.SIGINT)
+    assert "and its subscription" in servers[0].log()
+    left = sorted(u.rsplit("/", 1)[1] for u in sqs_client.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []))
+    assert left == sorted(f"{prefix}-test-api-replica-{i}{end}" for i in (1, 2) for end in ("", "-dlq"))
+    arns = [s["SubscriptionArn"] for s in sns_client.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]]
+    assert tags["reloader:subscription"] not in arns
+
+    # WHEN the others shut down cleanly (SIGTERM) THEN their queues and subscriptions are gone too
+    for server in servers[1:]:
         server.stop()
         assert "and its subscription" in server.log()
     assert sqs_client.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []) == []
