@@ -223,7 +223,9 @@ class Reconciler:
 
     def _note_drift(self, model: str, memory: _ModelMemory, listing: ModelListing, request: Request) -> None:
         known = {version: item.fingerprint for version, item in listing.versions.items()}
-        if request.from_scan and self.count_drift and memory.known is not None and known != memory.known:
+        # A model listed for the first time (a new folder in `dir` mode) changed from nothing.
+        previous = memory.known if memory.known is not None else {}
+        if request.from_scan and self.count_drift and known != previous:
             self._metrics.drift.labels(model).inc()
             log.warning("scan found a change no event announced", extra={"model": model})
         memory.known = known

@@ -178,6 +178,24 @@ def test_without_notifications_the_scan_converges_and_counts_drift(serve, s3_cli
     assert metric(server, "reloader_scan_drift_total", model="test-api") >= 1
 
 
+def test_in_dir_mode_a_model_only_a_scan_found_counts_as_drift(serve, s3_client, sqs_client, bucket):
+    # GIVEN an agent on a silent queue serving a folder of models, scanning every second
+    models = Models(s3_client, bucket)
+    models.put_version("zoo/cat", 1, tag=1.0)
+    queue_url = sqs_client.create_queue(QueueName=f"silent-dir-{bucket}")["QueueUrl"]
+    reloading = {"queue_url": queue_url, "interval": 1, "jitter": 0}
+    server = serve.start(serve.spec(api_spec({"dir": f"s3://{bucket}/zoo"}, reloading=reloading)))
+    assert metric(server, "reloader_scan_drift_total", model="cat") == 0
+    # WHEN a new model folder appears, announced by no event
+    models.put_version("zoo/dog", 4, tag=4.0)
+    # THEN the scan serves it and counts its first listing as drift
+    wait_until(lambda: prediction(server, model="dog") == 4.0, timeout=15, what="the scan loads dog")
+    wait_until(lambda: metric(server, "reloader_scan_drift_total", model="dog") == 1, what="drift for dog")
+    assert metric(server, "reloader_scan_drift_total", model="cat") == 0
+    assert metric(server, "reloader_versions_loaded", model="dog") == 1
+    assert metric(server, "reloader_reload_latency_seconds_count", model="dog") == 0  # no event announced it
+
+
 def test_marker_mode_waits_for_the_marker(serve, s3_client, sqs_client, bucket):
     # GIVEN an agent in marker mode
     models, server = serve_on_events(serve, s3_client, sqs_client, bucket, ready_marker="_READY")
