@@ -68,8 +68,10 @@ class RecordingQueue:
         self.deleted: list[str] = []
         self.retried: list[tuple[str, int]] = []
         self.changed = threading.Event()
+        self.receives: list[tuple[int, int | None]] = []
 
     def receive(self, wait_seconds: int = 20, visibility_timeout: int | None = None) -> list[Message]:
+        self.receives.append((wait_seconds, visibility_timeout))
         if self._inbox:
             batch, self._inbox = self._inbox[:10], self._inbox[10:]
             return batch
@@ -215,3 +217,9 @@ def test_without_a_redrive_policy_an_unparseable_message_is_deleted_after_a_few_
     wait_until(lambda: sorted(queue.deleted) == sorted(["good", *deleted]), timeout=5, what="the deletes")
     if deleted:
         assert "junk" in caplog.text and "without a redrive policy" in caplog.text
+
+
+def test_the_consumer_long_polls_for_20_seconds_with_its_visibility_timeout(consume):
+    queue, _ = consume([], lambda model, _: Outcome(model))
+    wait_until(lambda: queue.receives, timeout=5, what="a receive")
+    assert queue.receives[0] == (20, 30)
