@@ -165,6 +165,29 @@ def test_replayed_duplicated_and_bad_messages_leave_the_state_of_the_listing(ser
     assert "is not an S3 event" in server.log()
 
 
+def test_without_a_redrive_policy_an_unparseable_message_is_deleted_after_five_deliveries(
+    serve, s3_client, sqs_client, bucket
+):
+    # GIVEN an agent on a queue without a redrive policy, whose messages come back after 1 s
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0)
+    queue_url = sqs_client.create_queue(QueueName=f"no-redrive-{bucket}")["QueueUrl"]
+    reloading = {**NO_SCAN, "queue_url": queue_url, "visibility_timeout": 1}
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading)))
+    assert "has no redrive policy" in server.log()
+    # WHEN a message that is not an S3 event arrives
+    message_id = sqs_client.send_message(QueueUrl=queue_url, MessageBody="junk")["MessageId"]
+    # THEN it is left four times, then deleted, with one line naming it
+    wait_until(lambda: metric(server, "reloader_messages_total", result="deleted") == 1, timeout=30, what="deleted")
+    assert metric(server, "reloader_messages_total", result="left") == 4
+    deleted_lines = [line for line in server.log().splitlines() if "without a redrive policy" in line]
+    assert len(deleted_lines) == 1 and message_id in deleted_lines[0]
+    attributes = sqs_client.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    assert attributes == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+
+
 def test_without_notifications_the_scan_converges_and_counts_drift(serve, s3_client, sqs_client, bucket):
     # GIVEN an agent on a queue that never receives anything (notifications are off), scanning every second
     models = Models(s3_client, bucket)
