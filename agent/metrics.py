@@ -17,7 +17,7 @@ class Metrics:
         r = self.registry
         self.reload_latency = Histogram(
             "reloader_reload_latency_seconds",
-            "From the S3 event time (or the scan that found it) to the version serving.",
+            "From the time of the S3 event that announced a version to the version serving (event-driven loads only).",
             ["model"],
             buckets=RELOAD_BUCKETS,
             registry=r,
@@ -31,7 +31,8 @@ class Metrics:
         )
         self.events = Counter(
             "reloader_events_total",
-            "S3 events received, by outcome (applied, ignored, failed).",
+            "S3 events, one per record: received, and of those applied (routed to a model), ignored (other bucket "
+            "or prefix, s3:TestEvent) or failed (an unparseable message, counted as one at each delivery).",
             ["outcome"],
             registry=r,
         )

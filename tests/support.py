@@ -76,10 +76,11 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text()
 
-    def stop(self) -> int:
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        """Stop with `sig` (SIGTERM, as Kubernetes does; SIGINT, as Ctrl-C does) and wait for the exit."""
         self.http.close()
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(sig)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -76,22 +76,43 @@ class Queue:
         return dict(response.get("Attributes", {}))
 
 
+class QueueTaken(PermanentError):
+    """The queue this replica would create exists and is tagged as another replica's."""
+
+
 class QueueAdmin:
     """Create, tag and delete the queues the agent owns (topic mode)."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
 
-    def create(self, name: str, attributes: Mapping[str, str], tags: Mapping[str, str]) -> tuple[str, str]:
-        """Create (or adopt, if it exists with the same attributes) a queue; return its URL and ARN."""
+    def create(
+        self, name: str, attributes: Mapping[str, str], tags: Mapping[str, str], owner_tag: str | None = None
+    ) -> tuple[str, str]:
+        """Create (or adopt, if it exists) a queue; return its URL and ARN.
+
+        With `owner_tag`, an existing queue whose tag of that name holds another value than
+        `tags[owner_tag]` belongs to someone else: QueueTaken, and the queue is left untouched.
+        """
         with translated(f"creating queue {name}"):
             try:
                 response = self._client.create_queue(QueueName=name, Attributes=dict(attributes), tags=dict(tags))
                 url = response["QueueUrl"]
+                adopted = False
             except ClientError as error:
                 if error_code(error) not in ("QueueAlreadyExists", "QueueNameExists"):
                     raise
                 url = self._client.get_queue_url(QueueName=name)["QueueUrl"]
+                adopted = True
+            # CreateQueue returns an existing queue with the same attributes as if it made it, tags untouched.
+            if owner_tag is not None:
+                owner = self._client.list_queue_tags(QueueUrl=url).get("Tags", {}).get(owner_tag)
+                if owner is not None and owner != tags.get(owner_tag):
+                    raise QueueTaken(
+                        f"queue {name} exists and its tag {owner_tag} is {owner!r}, not {tags.get(owner_tag)!r}: "
+                        "it belongs to another replica, and sharing it would split the messages between the two"
+                    )
+            if adopted:
                 self._client.set_queue_attributes(QueueUrl=url, Attributes=dict(attributes))
                 self._client.tag_queue(QueueUrl=url, Tags=dict(tags))
             arn = self._client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

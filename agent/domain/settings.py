@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from agent.domain import fleet
+
 
 class ReloadingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RELOADER_", extra="forbid", frozen=True)
@@ -47,7 +49,11 @@ class ReloadingSettings(BaseSettings):
     )
     replica_id: str | None = Field(None, description="Names this replica's queue in topic mode. Default: hostname.")
     queue_prefix: str = Field(
-        "reloader", description="Name prefix of agent-created queues (the janitor only touches these)."
+        "reloader",
+        min_length=1,
+        max_length=fleet.MAX_PREFIX,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Name prefix of agent-created queues (the janitor only touches these).",
     )
     visibility_timeout: int = Field(
         300, ge=0, le=43200, description="Seconds a received message stays hidden: longer than the slowest reload."

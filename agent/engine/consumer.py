@@ -4,7 +4,8 @@ An event is a hint, not the truth: it only names a model to look at now. A messa
 once every reconcile it asked for has finished (loaded, or a permanent error recorded); after a
 temporary failure it is made visible again soon, and the queue's redrive policy moves a message
 that keeps failing to its dead-letter queue. A message that is not an S3 event is left for the
-redrive policy too, and never holds up the messages behind it. Receiving never waits for a reload.
+redrive policy too (on a queue without one it is deleted at its BAD_MESSAGE_RECEIVES-th delivery),
+and never holds up the messages behind it. Receiving never waits for a reload.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 RETRY_VISIBILITY = 10  # seconds before a message whose reload hit a temporary failure is seen again
 BACKOFF_MAX = 10.0  # seconds, the longest wait between receive attempts while SQS is unreachable
+BAD_MESSAGE_RECEIVES = 5  # without a redrive policy, an unparseable message is deleted at this delivery
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class QueueConsumer:
         self._visibility = visibility_timeout
         self._wait = wait_seconds
         self._on_queue_missing = on_queue_missing
+        self._redrive: bool | None = None
         self._stop = threading.Event()
         self._done: queue.Queue[tuple[Message, bool]] = queue.Queue()
         self._receiver = threading.Thread(target=self._receive_loop, name="sqs-receive", daemon=True)
@@ -126,26 +129,54 @@ class QueueConsumer:
         try:
             events = parse_message(message.body)
         except BadMessage as error:
+            self._metrics.events.labels("received").inc()
             self._metrics.events.labels("failed").inc()
-            self._metrics.messages.labels("left").inc()
-            log.error(
-                "message %s is not an S3 event, left for the dead-letter queue: %s", message.id, error, extra=context
-            )
+            self._bad_message(message, error, context)
             return
         routed = route(events, self._models)
         log.debug("message %s: %d event(s), models %s", message.id, len(events), sorted(routed.models), extra=context)
-        if routed.ignored:
-            self._metrics.events.labels("ignored").inc(routed.ignored)
+        # Counted per event; a message with none (s3:TestEvent) counts as one event, ignored.
+        ignored = routed.ignored if events else 1
+        self._metrics.events.labels("received").inc(max(len(events), 1))
+        if ignored:
+            self._metrics.events.labels("ignored").inc(ignored)
+        if len(events) > routed.ignored:
+            self._metrics.events.labels("applied").inc(len(events) - routed.ignored)
         if not routed.models:
             self._done.put((message, True))
             return
-        self._metrics.events.labels("applied").inc(len(routed.models))
         futures = []
         for model, request in routed.models.items():
             if request.event_time is not None:
                 self._registry.note_event(model, request.event_time)
             futures.append(self._workers.request(model, request))
         _when_all(futures, lambda ok: self._done.put((message, ok)))
+
+    def _bad_message(self, message: Message, error: BadMessage, context: dict[str, str]) -> None:
+        """Leave it for the redrive policy; without one, delete it once it has come back often enough."""
+        if message.receive_count >= BAD_MESSAGE_RECEIVES and not self._has_redrive_policy():
+            log.error(
+                "message %s is not an S3 event and was received %d times from a queue without a redrive policy: "
+                "deleted: %s",
+                message.id,
+                message.receive_count,
+                error,
+                extra=context,
+            )
+            self._done.put((message, True))
+            return
+        self._metrics.messages.labels("left").inc()
+        log.error("message %s is not an S3 event, left for the dead-letter queue: %s", message.id, error, extra=context)
+
+    def _has_redrive_policy(self) -> bool:
+        """Whether the queue sets failing messages aside (asked once; assumed so while SQS cannot say)."""
+        if self._redrive is None:
+            try:
+                self._redrive = "RedrivePolicy" in self._queue.attributes("RedrivePolicy")
+            except ReloaderError as error:
+                log.debug("cannot read the redrive policy of %s: %s", self._queue.url, error)
+                return True
+        return self._redrive
 
     # -- acknowledging -------------------------------------------------------------------
     def _ack_loop(self) -> None:

@@ -18,7 +18,14 @@ from agent.domain.locations import Location
 from agent.domain.plan import Failure, Load, Sighting, Unload, plan
 from agent.domain.routing import ModelSet
 from agent.domain.settings import ReloadingSettings
-from agent.domain.versions import CompletenessCheck, ModelListing, VersionListing, discover, event_can_matter
+from agent.domain.versions import (
+    CompletenessCheck,
+    ModelListing,
+    VersionListing,
+    discover,
+    event_can_matter,
+    version_of_key,
+)
 from agent.engine.loaders import Loader
 from agent.engine.registry import Registry, Served
 from agent.engine.workers import Request
@@ -44,6 +51,11 @@ class _ModelMemory:
     known: dict[int, str] | None = None  # fingerprints of the last listing, for drift
     reported_error: str | None = None
     blocked: set[int] = field(default_factory=set)  # versions incomplete for a reason other than the marker
+    # Per version its events named, the earliest event time not yet served (None: a version no key
+    # told). Kept while versions wait (settle window, retry backoff), so the latency of a load a
+    # timer finishes still counts from the event that announced it.
+    pending_events: dict[int | None, float] = field(default_factory=dict)
+    temporary: set[int] = field(default_factory=set)  # failed versions whose last failure may pass
 
 
 class Reconciler:
@@ -77,6 +89,7 @@ class Reconciler:
         memory = self._memory.setdefault(model, _ModelMemory())
         if request.keys is not None and not self._worth_a_look(model, memory, request.keys):
             return Outcome(model)
+        _remember_event(memory, request)
         source = self._models.source(model)
         try:
             objects = (
@@ -94,7 +107,11 @@ class Reconciler:
         now = self._clock()
         loaded = {version: served.fingerprint for version, served in self._registry.loaded(model).items()}
         settle = 0.0 if self._settings.ready_marker else self._settings.settle
-        result = plan(listing, loaded, memory.failures, memory.sightings, now, settle)
+        # An event (a redelivered message included) retries now the versions it names whose failure
+        # may have passed: the message is left again if it fails, so its redrive policy counts the tries.
+        retry_now = _named_versions(request, memory.temporary) if request.event_time is not None else set()
+        failures = {v: f for v, f in memory.failures.items() if v not in retry_now}
+        result = plan(listing, loaded, failures, memory.sightings, now, settle)
         memory.sightings = dict(result.sightings)
         self._forget_vanished(model, memory, listing)
         self._show_waiting(model, listing, loaded)
@@ -102,16 +119,18 @@ class Reconciler:
         for action in result.actions:
             if isinstance(action, Load):
                 assert source is not None
-                outcome = _worse(outcome, self._load(model, source.location, action, memory, request))
+                outcome = _worse(outcome, self._load(model, source.location, action, memory))
             else:
                 self._unload(model, action)
                 outcome = _worse(outcome, Outcome(model, changed=True))
         if result.wake_at is not None:
             self._schedule(result.wake_at, model)
+        elif outcome.error is None:
+            memory.pending_events.clear()  # nothing waits any more: what the events announced is done
         self._metrics.versions_loaded.labels(model).set(len(self._registry.loaded(model)))
         return outcome
 
-    def _load(self, model: str, location: Location, action: Load, memory: _ModelMemory, request: Request) -> Outcome:
+    def _load(self, model: str, location: Location, action: Load, memory: _ModelMemory) -> Outcome:
         listing = action.listing
         version = listing.version
         context = {"model": model, "version": version}
@@ -136,13 +155,15 @@ class Reconciler:
         old = self._registry.swap_in(model, Served(version, listing.fingerprint, folder, value, now))
         del value
         memory.failures.pop(version, None)
+        memory.temporary.discard(version)
         if old is not None and old.path != folder:
             self._loader.unload(model, version, old.value)
             self._store.retire(old.path)
         del old
         self._metrics.load_duration.labels(model).observe(now - started)
-        if request.event_time is not None:
-            self._metrics.reload_latency.labels(model).observe(max(0.0, now - request.event_time))
+        announced = memory.pending_events.pop(version, memory.pending_events.get(None))
+        if announced is not None:
+            self._metrics.reload_latency.labels(model).observe(max(0.0, now - announced))
         verb = "reloaded (updated in place)" if action.replaces else "loaded"
         log.info("%s %s version %s (%.3f s)", verb, model, version, now - started, extra=context)
         return Outcome(model, changed=True)
@@ -155,6 +176,10 @@ class Reconciler:
         attempts = previous.attempts + 1 if previous and previous.fingerprint == listing.fingerprint else 1
         delay = min(self._settings.retry_backoff * 2 ** (attempts - 1), self._settings.retry_backoff_max)
         memory.failures[version] = Failure(listing.fingerprint, self._clock() + delay, attempts, error)
+        if temporary:
+            memory.temporary.add(version)
+        else:
+            memory.temporary.discard(version)
         self._registry.set_state(model, version, "failed", listing.fingerprint, error, attempts)
         self._metrics.load_failures.labels(model).inc()
         if attempts == 1:
@@ -198,7 +223,9 @@ class Reconciler:
 
     def _note_drift(self, model: str, memory: _ModelMemory, listing: ModelListing, request: Request) -> None:
         known = {version: item.fingerprint for version, item in listing.versions.items()}
-        if request.from_scan and self.count_drift and memory.known is not None and known != memory.known:
+        # A model listed for the first time (a new folder in `dir` mode) changed from nothing.
+        previous = memory.known if memory.known is not None else {}
+        if request.from_scan and self.count_drift and known != previous:
             self._metrics.drift.labels(model).inc()
             log.warning("scan found a change no event announced", extra={"model": model})
         memory.known = known
@@ -206,12 +233,30 @@ class Reconciler:
     def _forget_vanished(self, model: str, memory: _ModelMemory, listing: ModelListing) -> None:
         loadable = listing.loadable
         memory.failures = {v: f for v, f in memory.failures.items() if v in loadable}
+        memory.temporary &= set(memory.failures)
         self._registry.prune(model, set(listing.versions))
 
     def _show_waiting(self, model: str, listing: ModelListing, loaded: dict[int, str]) -> None:
         for version, item in listing.versions.items():
             if item.incomplete and version not in loaded:
                 self._registry.set_state(model, version, "waiting", item.fingerprint, item.incomplete)
+
+
+def _named_versions(request: Request, among: set[int]) -> set[int]:
+    """The versions of `among` that the request's keys name (all of them when it names no keys)."""
+    if request.keys is None:
+        return set(among)
+    return {version_of_key(key) for key in request.keys} & among
+
+
+def _remember_event(memory: _ModelMemory, request: Request) -> None:
+    if request.event_time is None:
+        return
+    versions: set[int | None] = {None}
+    if request.keys is not None:
+        versions = {version_of_key(key) for key in request.keys}
+    for version in versions:
+        memory.pending_events[version] = min(request.event_time, memory.pending_events.get(version, request.event_time))
 
 
 def _version_location(location: Location, listing: VersionListing) -> Location:

@@ -54,14 +54,14 @@ class ReplicaQueue:
         """Create the queue and its dead-letter queue, subscribe it; return its URL."""
         tags = self._tags()
         self.dead_letter_url, dead_letter_arn = self._admin.create(
-            self.name + fleet.DLQ_SUFFIX, {"MessageRetentionPeriod": str(14 * 24 * 3600)}, tags
+            self.name + fleet.DLQ_SUFFIX, {"MessageRetentionPeriod": str(14 * 24 * 3600)}, tags, fleet.REPLICA_TAG
         )
         attributes = {
             "VisibilityTimeout": str(self._visibility),
             "ReceiveMessageWaitTimeSeconds": "20",
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}),
         }
-        self.url, queue_arn = self._admin.create(self.name, attributes, tags)
+        self.url, queue_arn = self._admin.create(self.name, attributes, tags, fleet.REPLICA_TAG)
         self._admin.set_attributes(self.url, {"Policy": subscription_policy(queue_arn, self._topic.arn)})
         self.subscription_arn = self._topic.subscribe_queue(queue_arn)
         self._admin.tag(self.url, {fleet.SUBSCRIPTION_TAG: self.subscription_arn})

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 
-from tests.support import Models, api_spec, metric, notify_queue, notify_topic, prediction, wait_until
+from tests.support import Models, api_spec, metric, notify_queue, notify_topic, prediction, tagged_model, wait_until
 
 pytestmark = pytest.mark.localstack
 
@@ -40,30 +41,60 @@ def test_queue_mode_serves_an_upload_from_its_event(serve, s3_client, sqs_client
 
 
 def test_topic_mode_fans_out_to_every_replica(serve, s3_client, sqs_client, sns_client, bucket):
-    # GIVEN three agents on one topic, each with its own replica id
+    # GIVEN three agents on one topic, each with its own replica id, refreshing their heartbeat every second
     models = Models(s3_client, bucket)
     models.put_version("m", 1, tag=1.0)
     topic_arn = notify_topic(s3_client, sns_client, bucket)
     prefix = f"rl{bucket[-8:]}"
-    spec = serve.spec(
-        api_spec({"path": f"s3://{bucket}/m"}, reloading={**NO_SCAN, "topic_arn": topic_arn, "queue_prefix": prefix})
-    )
+    reloading = {**NO_SCAN, "topic_arn": topic_arn, "queue_prefix": prefix, "heartbeat_interval": 1}
+    spec = serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading))
     servers = [serve.start(spec, env={"RELOADER_REPLICA_ID": f"replica-{i}"}) for i in range(3)]
     queues = sqs_client.list_queues(QueueNamePrefix=prefix).get("QueueUrls", [])
     assert sorted(url.rsplit("/", 1)[1] for url in queues) == sorted(
         [f"{prefix}-test-api-replica-{i}" for i in range(3)] + [f"{prefix}-test-api-replica-{i}-dlq" for i in range(3)]
     )
-    tags = sqs_client.list_queue_tags(QueueUrl=next(u for u in queues if u.endswith("replica-0")))["Tags"]
+    queue_url = next(u for u in queues if u.endswith("replica-0"))
+    tags = sqs_client.list_queue_tags(QueueUrl=queue_url)["Tags"]
     assert tags["reloader:topic"] == topic_arn and int(tags["reloader:heartbeat"]) > 0
     assert tags["reloader:subscription"].startswith(topic_arn)
+    assert tags["reloader:replica"] == "replica-0" and tags["reloader:api"] == "test-api"
+    # THEN each queue accepts only SendMessage from the topic, and sends repeated failures to its DLQ
+    attributes = sqs_client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    (statement,) = json.loads(attributes["Policy"])["Statement"]
+    assert statement["Effect"] == "Allow" and statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == attributes["QueueArn"]
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": topic_arn}}
+    dead_letter_arn = sqs_client.get_queue_attributes(QueueUrl=queue_url + "-dlq", AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    assert json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"] == dead_letter_arn
+    # and its subscription delivers the S3 event itself (raw), not an SNS envelope
+    subscription = sns_client.get_subscription_attributes(SubscriptionArn=tags["reloader:subscription"])
+    assert subscription["Attributes"]["RawMessageDelivery"] == "true"
+    assert subscription["Attributes"]["Endpoint"] == attributes["QueueArn"]
+    # and the heartbeat tag keeps moving
+    beat = int(tags["reloader:heartbeat"])
+    wait_until(
+        lambda: int(sqs_client.list_queue_tags(QueueUrl=queue_url)["Tags"]["reloader:heartbeat"]) > beat,
+        timeout=10,
+        what="a newer heartbeat",
+    )
 
     # WHEN a version is uploaded THEN every replica serves it
     models.put_version("m", 2, tag=2.0)
     for server in servers:
         wait_until(lambda server=server: prediction(server) == 2.0, timeout=15, what="every replica reloads")
 
-    # WHEN the replicas shut down cleanly THEN their queues and subscriptions are gone
-    for server in servers:
+    # WHEN one replica is interrupted (Ctrl-C) THEN its queues and subscription are gone, the others' stay
+    servers[0].stop(signal.SIGINT)
+    assert "and its subscription" in servers[0].log()
+    left = sorted(u.rsplit("/", 1)[1] for u in sqs_client.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []))
+    assert left == sorted(f"{prefix}-test-api-replica-{i}{end}" for i in (1, 2) for end in ("", "-dlq"))
+    arns = [s["SubscriptionArn"] for s in sns_client.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]]
+    assert tags["reloader:subscription"] not in arns
+
+    # WHEN the others shut down cleanly (SIGTERM) THEN their queues and subscriptions are gone too
+    for server in servers[1:]:
         server.stop()
         assert "and its subscription" in server.log()
     assert sqs_client.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []) == []
@@ -134,6 +165,29 @@ def test_replayed_duplicated_and_bad_messages_leave_the_state_of_the_listing(ser
     assert "is not an S3 event" in server.log()
 
 
+def test_without_a_redrive_policy_an_unparseable_message_is_deleted_after_five_deliveries(
+    serve, s3_client, sqs_client, bucket
+):
+    # GIVEN an agent on a queue without a redrive policy, whose messages come back after 1 s
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0)
+    queue_url = sqs_client.create_queue(QueueName=f"no-redrive-{bucket}")["QueueUrl"]
+    reloading = {**NO_SCAN, "queue_url": queue_url, "visibility_timeout": 1}
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading)))
+    assert "has no redrive policy" in server.log()
+    # WHEN a message that is not an S3 event arrives
+    message_id = sqs_client.send_message(QueueUrl=queue_url, MessageBody="junk")["MessageId"]
+    # THEN it is left four times, then deleted, with one line naming it
+    wait_until(lambda: metric(server, "reloader_messages_total", result="deleted") == 1, timeout=30, what="deleted")
+    assert metric(server, "reloader_messages_total", result="left") == 4
+    deleted_lines = [line for line in server.log().splitlines() if "without a redrive policy" in line]
+    assert len(deleted_lines) == 1 and message_id in deleted_lines[0]
+    attributes = sqs_client.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    assert attributes == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+
+
 def test_without_notifications_the_scan_converges_and_counts_drift(serve, s3_client, sqs_client, bucket):
     # GIVEN an agent on a queue that never receives anything (notifications are off), scanning every second
     models = Models(s3_client, bucket)
@@ -145,6 +199,24 @@ def test_without_notifications_the_scan_converges_and_counts_drift(serve, s3_cli
     models.put_version("m", 2, tag=2.0)
     wait_until(lambda: prediction(server) == 2.0, timeout=15, what="the scan loads version 2")
     assert metric(server, "reloader_scan_drift_total", model="test-api") >= 1
+
+
+def test_in_dir_mode_a_model_only_a_scan_found_counts_as_drift(serve, s3_client, sqs_client, bucket):
+    # GIVEN an agent on a silent queue serving a folder of models, scanning every second
+    models = Models(s3_client, bucket)
+    models.put_version("zoo/cat", 1, tag=1.0)
+    queue_url = sqs_client.create_queue(QueueName=f"silent-dir-{bucket}")["QueueUrl"]
+    reloading = {"queue_url": queue_url, "interval": 1, "jitter": 0}
+    server = serve.start(serve.spec(api_spec({"dir": f"s3://{bucket}/zoo"}, reloading=reloading)))
+    assert metric(server, "reloader_scan_drift_total", model="cat") == 0
+    # WHEN a new model folder appears, announced by no event
+    models.put_version("zoo/dog", 4, tag=4.0)
+    # THEN the scan serves it and counts its first listing as drift
+    wait_until(lambda: prediction(server, model="dog") == 4.0, timeout=15, what="the scan loads dog")
+    wait_until(lambda: metric(server, "reloader_scan_drift_total", model="dog") == 1, what="drift for dog")
+    assert metric(server, "reloader_scan_drift_total", model="cat") == 0
+    assert metric(server, "reloader_versions_loaded", model="dog") == 1
+    assert metric(server, "reloader_reload_latency_seconds_count", model="dog") == 0  # no event announced it
 
 
 def test_marker_mode_waits_for_the_marker(serve, s3_client, sqs_client, bucket):
@@ -187,6 +259,12 @@ def test_without_a_marker_a_version_loads_once_its_listing_settles(serve, s3_cli
     # THEN it is served, and not before its listing stayed unchanged for the settle window
     wait_until(lambda: prediction(server) == 2.0, timeout=15, what="version 2 after settling")
     assert time.monotonic() - uploaded >= 1.0
+    # and its reload latency counts from the event, settle window included, though a timer loaded it
+    wait_until(lambda: metric(server, "reloader_reload_latency_seconds_count", model="test-api") == 1, what="latency")
+    assert metric(server, "reloader_reload_latency_seconds_sum", model="test-api") >= 1.0
+    # and the event's message was deleted once the version was seen and its settle timer set
+    assert metric(server, "reloader_messages_total", result="deleted") >= 1
+    assert metric(server, "reloader_messages_total", result="left") == 0
 
 
 def test_topic_mode_serves_while_its_queue_cannot_be_made_and_subscribes_later(
@@ -209,3 +287,46 @@ def test_topic_mode_serves_while_its_queue_cannot_be_made_and_subscribes_later(
     wait_until(lambda: prediction(server) == 2.0, timeout=15, what="version 2 from the event")
     server.stop()
     assert sqs_client.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []) == []
+
+
+def test_topic_mode_refuses_a_queue_that_belongs_to_another_replica(serve, s3_client, sqs_client, sns_client, bucket):
+    # GIVEN a replica's queue on the topic (named as this replica's would be: a collision)
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0)
+    topic_arn = notify_topic(s3_client, sns_client, bucket)
+    prefix = f"own{bucket[-8:]}"
+    name = f"{prefix}-test-api-r1"
+    owned = sqs_client.create_queue(QueueName=name, tags={"reloader:replica": "someone-else"})["QueueUrl"]
+    # WHEN an agent whose queue would have that name starts, and stops
+    reloading = {**NO_SCAN, "topic_arn": topic_arn, "queue_prefix": prefix, "replica_id": "r1"}
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading)))
+    # THEN it serves, says why it has no queue, and leaves the other replica's queue alone
+    assert prediction(server) == 1.0
+    wait_until(lambda: "belongs to another replica" in server.log(), what="the refusal logged")
+    server.stop()
+    assert sqs_client.list_queue_tags(QueueUrl=owned)["Tags"]["reloader:replica"] == "someone-else"
+    endpoints = [s["Endpoint"] for s in sns_client.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]]
+    assert not [e for e in endpoints if e.endswith(f":{name}")]
+    sqs_client.delete_queue(QueueUrl=owned)
+
+
+def test_a_temporary_failure_leaves_the_message_which_comes_back_and_applies(serve, s3_client, sqs_client, bucket):
+    # GIVEN an agent on a queue that only retries a failed version by itself after an hour
+    _, server = serve_on_events(
+        serve, s3_client, sqs_client, bucket, ready_marker="_READY", retry_backoff=3600, retry_backoff_max=3600
+    )
+    assert prediction(server) == 1.0
+    # WHEN version 2 arrives archived (GLACIER: listed, but unreadable until restored)
+    s3_client.put_object(Bucket=bucket, Key="m/2/model.pkl", Body=tagged_model(2.0), StorageClass="GLACIER")
+    s3_client.put_object(Bucket=bucket, Key="m/2/_READY", Body=b"")
+    # THEN its download fails temporarily, version 1 keeps serving, and the message is left, not deleted
+    wait_until(lambda: metric(server, "reloader_messages_total", result="left") >= 1, timeout=15, what="left")
+    assert metric(server, "reloader_load_failures_total", model="test-api") >= 1
+    assert prediction(server) == 1.0
+    deleted = metric(server, "reloader_messages_total", result="deleted")
+    # WHEN the object is restored (which sends no ObjectCreated event)
+    s3_client.restore_object(Bucket=bucket, Key="m/2/model.pkl", RestoreRequest={"Days": 1})
+    # THEN the message, visible again, gets version 2 served, and is deleted
+    wait_until(lambda: prediction(server) == 2.0, timeout=30, what="version 2 from the redelivered message")
+    wait_until(lambda: metric(server, "reloader_messages_total", result="deleted") > deleted, what="deleted")
+    assert metric(server, "reloader_versions_loaded", model="test-api") == 2
