@@ -9,9 +9,10 @@ rather than by reference, which is what keeps that ordering free of a cycle.
 from __future__ import annotations
 
 import aws_cdk as cdk
+import jsii
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_notifications as s3n
-from constructs import Construct
+from aws_cdk import aws_sns as sns
+from constructs import Construct, IConstruct
 
 from infra.cdk import nag
 from infra.cdk.config import EventRoute, StackConfig
@@ -28,6 +29,27 @@ def bucket_name_for(config: StackConfig) -> str:
 
 def bucket_arn_for(scope: Construct, name: str) -> str:
     return cdk.Stack.of(scope).format_arn(service="s3", region="", account="", resource=name)
+
+
+@jsii.implements(s3.IBucketNotificationDestination)
+class TopicDestination:
+    """The topic as a notification destination, granting nothing.
+
+    `s3n.SnsDestination` adds its own statement to the topic's policy, conditioned on `ArnLike
+    aws:SourceArn` alone: a bucket of the same name in another account could then publish. This one
+    only names the topic and waits for the stack's strict policy (this bucket's ARN and this account).
+    """
+
+    def __init__(self, topic: sns.ITopic, policy: IConstruct) -> None:
+        self._topic = topic
+        self._policy = policy
+
+    def bind(self, scope: Construct, bucket: s3.IBucket) -> s3.BucketNotificationDestinationConfig:
+        return s3.BucketNotificationDestinationConfig(
+            arn=self._topic.topic_arn,
+            type=s3.BucketNotificationDestinationType.TOPIC,
+            dependencies=[self._policy],
+        )
 
 
 class ModelsBucket(Construct):
@@ -98,7 +120,7 @@ class ModelsBucket(Construct):
             key_filters = (
                 [s3.NotificationKeyFilter(prefix=config.models_prefix)] if config.models_prefix else []
             )
-            destination = s3n.SnsDestination(model_events.topic)
+            destination = TopicDestination(model_events.topic, model_events.policy)
             for event_type in (s3.EventType.OBJECT_CREATED, s3.EventType.OBJECT_REMOVED):
                 self.bucket.add_event_notification(event_type, destination, *key_filters)
         stack = cdk.Stack.of(self)

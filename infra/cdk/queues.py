@@ -20,6 +20,7 @@ class FixedQueues(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.queues: list[sqs.Queue] = []
+        self.dead_letter_queues: list[sqs.Queue] = []
         for number in range(1, config.fixed_queues + 1):
             name = config.fixed_queue_name(number)
             dead_letters = sqs.Queue(
@@ -43,3 +44,9 @@ class FixedQueues(Construct):
             )
             topic.add_subscription(subscriptions.SqsSubscription(queue))
             self.queues.append(queue)
+            self.dead_letter_queues.append(dead_letters)
+
+    @property
+    def arns(self) -> list[str]:
+        """Every queue the stack owns, DLQs included: replicas and the janitor may not administer them."""
+        return [queue.queue_arn for queue in self.queues + self.dead_letter_queues]

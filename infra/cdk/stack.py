@@ -36,10 +36,17 @@ class ModelReloaderStack(cdk.Stack):
         self.models = ModelsBucket(self, "Models", config=config, model_events=self.events)
         self.fixed_queues = FixedQueues(self, "FixedQueues", config=config, topic=self.events.topic)
         self.access = ReplicaAccess(
-            self, "Replicas", config=config, bucket_arn=bucket_arn, topic=self.events.topic
+            self,
+            "Replicas",
+            config=config,
+            bucket_arn=bucket_arn,
+            topic=self.events.topic,
+            fixed_queue_arns=self.fixed_queues.arns,
         )
         self.janitor = (
-            Janitor(self, "Janitor", config=config, topic=self.events.topic) if config.functions else None
+            Janitor(self, "Janitor", config=config, topic=self.events.topic, fixed_queue_arns=self.fixed_queues.arns)
+            if config.functions
+            else None
         )
         self._outputs()
 

@@ -17,6 +17,7 @@ from tests.infra.conftest import Template, synth
 DEFAULT: dict[str, str] = {"fixedQueues": "2"}
 EVENTBRIDGE = {"eventRoute": "eventbridge"}
 EXISTING = {"bucketName": "their-models", "replicaRoleService": "ec2.amazonaws.com"}
+EXISTING_EVENTBRIDGE = {"bucketName": "their-models", "eventRoute": "eventbridge"}
 LOCALSTACK = {"functions": "false", "bucketVersioning": "true"}
 VARIANTS = [
     pytest.param(DEFAULT, id="default"),
@@ -102,17 +103,52 @@ def test_versioning_is_optional() -> None:
     assert only(template, "AWS::S3::Bucket")["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
 
 
-def test_topic_accepts_publications_only_from_the_bucket_in_this_account() -> None:
-    template = synth(**DEFAULT)
-    publishers = [s for s in statements(template) if s["Effect"] == "Allow" and s["Action"] == "sns:Publish"]
-    assert len(publishers) == 1
+def flat(value: Any) -> str:
+    """A CloudFormation string as text: joins flattened, `{"Ref": X}` as `<X>`."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return f"<{value['Ref']}>"
+    separator, parts = value["Fn::Join"]
+    return str(separator).join(flat(part) for part in parts)
+
+
+def bucket_arn(template: Template, context: dict[str, str]) -> str:
+    """The models bucket's ARN as text: from the context's name, or the created bucket's name."""
+    name = context.get("bucketName") or flat(only(template, "AWS::S3::Bucket")["Properties"]["BucketName"])
+    return f"arn:<AWS::Partition>:s3:::{name}"
+
+
+@pytest.mark.parametrize("context", [*VARIANTS, pytest.param(EXISTING_EVENTBRIDGE, id="existing-eventbridge")])
+def test_topic_accepts_publications_only_from_the_bucket_in_this_account(context: dict[str, str]) -> None:
+    # GIVEN any variant WHEN synthesised
+    template = synth(**context)
+    # THEN exactly one statement lets anyone publish: this bucket in this account, or this stack's rule
+    publishers = [s for s in statements(template) if s["Effect"] == "Allow" and "sns:Publish" in as_list(s["Action"])]
+    assert len(publishers) == 1, publishers
     [publisher] = publishers
+    if context.get("eventRoute") == "eventbridge":
+        [rule_id] = [
+            rule_id
+            for rule_id, rule in resources(template, "AWS::Events::Rule").items()
+            if "EventPattern" in rule["Properties"]
+        ]
+        assert publisher["Principal"] == {"Service": "events.amazonaws.com"}
+        assert publisher["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}}}
+        return
     assert publisher["Principal"] == {"Service": "s3.amazonaws.com"}
+    # the ARN is spelt from the bucket's name, not referenced: that is what avoids the cycle; ArnEquals
+    # with the account, not ArnLike alone (a same-named bucket in another account must not publish)
+    assert set(publisher["Condition"]) == {"ArnEquals", "StringEquals"}
     assert publisher["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
-    bucket_name = only(template, "AWS::S3::Bucket")["Properties"]["BucketName"]
-    # the ARN is spelt from the bucket's name, not referenced: that is what avoids the cycle
-    source_arn = json.dumps(publisher["Condition"]["ArnEquals"]["aws:SourceArn"])
-    assert json.dumps(bucket_name["Fn::Join"][1][1:]).strip("[]") in source_arn
+    assert flat(publisher["Condition"]["ArnEquals"]["aws:SourceArn"]) == bucket_arn(template, context)
+
+
+def test_an_existing_buckets_notifications_wait_for_the_strict_topic_policy() -> None:
+    template = synth(**EXISTING)
+    [policy_id] = resources(template, "AWS::SNS::TopicPolicy")
+    notifications = only(template, "Custom::S3BucketNotifications")
+    assert policy_id in notifications["DependsOn"]
 
 
 def test_eventbridge_route_forwards_the_same_events_and_only_that_rule_may_publish() -> None:
@@ -166,21 +202,74 @@ def test_fixed_queues_have_encrypted_dead_letter_queues_and_subscriptions() -> N
         assert dead_letters_id not in subscribed
 
 
+def queue_ids(template: Template) -> dict[str, str]:
+    """Queue name -> logical id of every queue the stack creates."""
+    queues = resources(template, "AWS::SQS::Queue")
+    return {queue["Properties"]["QueueName"]: queue_id for queue_id, queue in queues.items()}
+
+
 def test_replica_policy_is_limited_to_the_prefixes_and_the_topic() -> None:
     template = synth(**DEFAULT)
     document = only(template, "AWS::IAM::ManagedPolicy")["Properties"]["PolicyDocument"]
     by_sid = {statement["Sid"]: statement for statement in document["Statement"]}
-    assert set(by_sid) == {"ListModels", "ReadModels", "UseQueues", "SubscribeQueues"}
+    assert set(by_sid) == {
+        "ListModels",
+        "ReadModels",
+        "UseQueues",
+        "SubscribeQueues",
+        "UnsubscribeQueues",
+        "KeepFixedQueues",
+    }
     assert by_sid["ListModels"]["Condition"] == {"StringLike": {"s3:prefix": ["models/*"]}}
     assert json.dumps(by_sid["ReadModels"]["Resource"]).endswith('"/models/*"]]}')
     assert json.dumps(by_sid["UseQueues"]["Resource"]).endswith('":reloader-*"]]}')
     assert set(by_sid["UseQueues"]["Action"]) >= {"sqs:CreateQueue", "sqs:TagQueue", "sqs:ReceiveMessage"}
-    assert by_sid["SubscribeQueues"]["Action"] == ["sns:Subscribe", "sns:Unsubscribe"]
     topic_id = next(iter(resources(template, "AWS::SNS::Topic")))
-    assert by_sid["SubscribeQueues"]["Resource"] == {"Ref": topic_id}
+    assert by_sid["UnsubscribeQueues"]["Action"] == "sns:Unsubscribe"
+    assert by_sid["UnsubscribeQueues"]["Resource"] == {"Ref": topic_id}
     assert not resources(template, "AWS::IAM::Role") or all(
         "ec2.amazonaws.com" not in json.dumps(role) for role in resources(template, "AWS::IAM::Role").values()
     )
+
+
+def test_replicas_may_subscribe_only_their_own_sqs_queues() -> None:
+    # GIVEN the replica policy
+    template = synth(**DEFAULT)
+    document = only(template, "AWS::IAM::ManagedPolicy")["Properties"]["PolicyDocument"]
+    subscribe = [s for s in document["Statement"] if "sns:Subscribe" in as_list(s["Action"])]
+    # THEN the one statement that allows sns:Subscribe is limited to the protocol the agent uses (sqs)
+    # and to endpoints that are queues under the prefix, in this account and region
+    [statement] = subscribe
+    assert as_list(statement["Action"]) == ["sns:Subscribe"]
+    assert statement["Condition"]["StringEquals"] == {"sns:Protocol": "sqs"}
+    endpoint = statement["Condition"]["StringLike"]["sns:Endpoint"]
+    assert flat(endpoint) == "arn:<AWS::Partition>:sqs:<AWS::Region>:<AWS::AccountId>:reloader-*"
+    # AND the agent's own subscribe call fits it: protocol sqs, its queue's ARN as the endpoint
+    import inspect
+
+    from agent.boundaries.sns import Topic
+
+    assert 'Protocol="sqs"' in inspect.getsource(Topic.subscribe_queue)
+
+
+def test_replicas_may_use_but_not_administer_the_stacks_fixed_queues() -> None:
+    # GIVEN a stack with two fixed queues (each with a DLQ), all matching `reloader-*`
+    template = synth(**DEFAULT)
+    document = only(template, "AWS::IAM::ManagedPolicy")["Properties"]["PolicyDocument"]
+    ids = queue_ids(template)
+    # THEN an explicit Deny covers every admin action the prefix statement allows, on exactly those queues
+    [deny] = [s for s in document["Statement"] if s["Effect"] == "Deny"]
+    assert set(deny["Action"]) == {"sqs:CreateQueue", "sqs:TagQueue", "sqs:SetQueueAttributes", "sqs:DeleteQueue"}
+    assert sorted(json.dumps(r) for r in deny["Resource"]) == sorted(
+        json.dumps({"Fn::GetAtt": [queue_id, "Arn"]}) for queue_id in ids.values()
+    )
+    # AND what a queue-mode replica needs on them is not denied
+    [use] = [s for s in document["Statement"] if s.get("Sid") == "UseQueues"]
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"):
+        assert action in use["Action"] and action not in deny["Action"]
+    # AND without fixed queues there is nothing to deny
+    no_fixed = only(synth(**EVENTBRIDGE), "AWS::IAM::ManagedPolicy")["Properties"]["PolicyDocument"]
+    assert not [s for s in no_fixed["Statement"] if s["Effect"] == "Deny"]
 
 
 def test_an_existing_bucket_is_referenced_not_created_and_a_replica_role_is_optional() -> None:
@@ -222,6 +311,19 @@ def test_janitor_runs_on_a_schedule_with_its_settings() -> None:
         "sqs:DeleteQueue",
     ]
     assert json.dumps(janitor_statements["RemoveStaleQueues"]["Resource"]).endswith('":reloader-*"]]}')
+
+
+def test_the_janitor_cannot_delete_the_stacks_fixed_queues() -> None:
+    # GIVEN the janitor's role in a stack with fixed queues
+    template = synth(**DEFAULT)
+    janitor_statements = {s.get("Sid"): s for s in statements(template)}
+    keep = janitor_statements["SpareFixedQueues"]
+    # THEN DeleteQueue, allowed on `reloader-*`, is denied on the fixed queues and their DLQs
+    assert keep["Effect"] == "Deny"
+    assert keep["Action"] == "sqs:DeleteQueue"
+    assert sorted(json.dumps(r) for r in keep["Resource"]) == sorted(
+        json.dumps({"Fn::GetAtt": [queue_id, "Arn"]}) for queue_id in queue_ids(template).values()
+    )
 
 
 def test_functions_can_be_left_out_for_localstack() -> None:
