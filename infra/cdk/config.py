@@ -7,6 +7,7 @@ lax mode turns them into the declared types, and a bad value stops synthesis wit
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -31,9 +32,9 @@ class StackConfig(BaseModel):
     queue_prefix: str = Field(
         "reloader",
         alias="queuePrefix",
-        pattern=r"^[a-z0-9][a-z0-9-]{0,19}$",
-        description="Name prefix of every queue (the agent's `queue_prefix`) and of the created bucket. "
-        "Replicas may only touch queues under it; the janitor only deletes queues under it.",
+        description="Name prefix of every queue (the agent's `queue_prefix`) and of the created bucket: "
+        "lowercase letters and digits, at most 20, no `-`. Replicas may only touch queues under it; the "
+        "janitor only deletes queues under it.",
     )
     bucket_name: str | None = Field(
         None,
@@ -102,6 +103,20 @@ class StackConfig(BaseModel):
         pattern=r"^\d+\.\d+\.\d+$",
         description="Version of the public Powertools Lambda layer the janitor runs with.",
     )
+
+    @field_validator("queue_prefix")
+    @classmethod
+    def _prefix_cannot_overlap(cls, value: str) -> str:
+        # Queues are `<prefix>-...`, and IAM patterns and the janitor's listing are `<prefix>-*`: with a
+        # '-' in it, the prefix `reloader` would also cover every queue of a stack with `reloader-b`.
+        if "-" in value:
+            raise ValueError(
+                f"queuePrefix {value!r} contains '-': stacks' queue patterns would overlap (`reloader-*` "
+                "also matches `reloader-b-...`); use lowercase letters and digits only, e.g. 'reloaderb'"
+            )
+        if not re.fullmatch(r"[a-z0-9]{1,20}", value):
+            raise ValueError(f"queuePrefix: expected 1 to 20 lowercase letters and digits, found {value!r}")
+        return value
 
     @field_validator("models_prefix")
     @classmethod

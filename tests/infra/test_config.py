@@ -40,6 +40,8 @@ def test_values_given_on_the_command_line_arrive_as_strings_and_are_coerced() ->
     ("context", "named"),
     [
         pytest.param({"queuePrefix": "Has_Upper"}, "queuePrefix", id="prefix-alphabet"),
+        pytest.param({"queuePrefix": "reloader-b"}, "queuePrefix 'reloader-b' contains '-'", id="prefix-hyphen"),
+        pytest.param({"queuePrefix": "r" * 21}, "queuePrefix", id="prefix-too-long"),
         pytest.param({"modelsPrefix": "models"}, "modelsPrefix", id="prefix-without-slash"),
         pytest.param({"eventRoute": "carrier-pigeon"}, "eventRoute", id="unknown-route"),
         pytest.param({"fixedQueues": "-1"}, "fixedQueues", id="negative-queues"),
