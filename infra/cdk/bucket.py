@@ -52,6 +52,27 @@ class TopicDestination:
         )
 
 
+# Uploads of large model files are multipart; an interrupted one leaves parts that are billed and unseen.
+ABORT_INCOMPLETE_UPLOADS_DAYS = 7
+
+
+def lifecycle_rules(config: StackConfig) -> list[s3.LifecycleRule]:
+    rules = [
+        s3.LifecycleRule(
+            id="AbortIncompleteUploads",
+            abort_incomplete_multipart_upload_after=cdk.Duration.days(ABORT_INCOMPLETE_UPLOADS_DAYS),
+        )
+    ]
+    if config.bucket_versioning:
+        rules.append(
+            s3.LifecycleRule(
+                id="ExpireNoncurrentVersions",
+                noncurrent_version_expiration=cdk.Duration.days(config.noncurrent_version_days),
+            )
+        )
+    return rules
+
+
 class ModelsBucket(Construct):
     def __init__(
         self, scope: Construct, construct_id: str, *, config: StackConfig, model_events: ModelEvents
@@ -74,7 +95,9 @@ class ModelsBucket(Construct):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             enforce_ssl=True,
+            minimum_tls_version=1.2,
             versioned=config.bucket_versioning,
+            lifecycle_rules=lifecycle_rules(config),
             removal_policy=cdk.RemovalPolicy.RETAIN,
         )
         nag.acknowledge(

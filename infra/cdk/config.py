@@ -45,6 +45,14 @@ class StackConfig(BaseModel):
     bucket_versioning: bool = Field(
         False, alias="bucketVersioning", description="Turn on object versioning (created bucket only)."
     )
+    noncurrent_version_days: int = Field(
+        30,
+        alias="noncurrentVersionDays",
+        ge=1,
+        le=3650,
+        description="With bucketVersioning: days after which a replaced or deleted object's earlier "
+        "version is expired (created bucket only).",
+    )
     models_prefix: str = Field(
         "models/",
         alias="modelsPrefix",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -67,6 +68,10 @@ class Janitor(Construct):
             log_group=log_group,
             timeout=cdk.Duration.minutes(5),
             memory_size=256,
+            # One sweep at a time (two are safe, but pointless), and no asynchronous retries: a failed
+            # sweep raises, counts once in the Errors metric, and the next scheduled run tries again.
+            reserved_concurrent_executions=1,
+            retry_attempts=0,
             environment={
                 "QUEUE_PREFIX": config.queue_prefix,
                 "TOPIC_ARN": topic.topic_arn,
@@ -81,6 +86,17 @@ class Janitor(Construct):
             description="Runs the model-reloader janitor",
             schedule=events.Schedule.rate(cdk.Duration.minutes(config.janitor_rate_minutes)),
             targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
+        )
+        self.errors_alarm = cloudwatch.Alarm(
+            self,
+            "ErrorsAlarm",
+            alarm_description="model-reloader: a janitor sweep failed (a queue could not be removed, or "
+            "listing failed); see the function's logs",
+            metric=self.function.metric_errors(period=cdk.Duration.minutes(config.janitor_rate_minutes)),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
     def _grant(

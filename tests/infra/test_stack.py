@@ -103,6 +103,34 @@ def test_versioning_is_optional() -> None:
     assert only(template, "AWS::S3::Bucket")["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
 
 
+@pytest.mark.parametrize(
+    ("context", "noncurrent_days"),
+    [
+        pytest.param(DEFAULT, None, id="unversioned"),
+        pytest.param(LOCALSTACK, 30, id="versioned-default"),
+        pytest.param({**LOCALSTACK, "noncurrentVersionDays": "90"}, 90, id="versioned-90-days"),
+    ],
+)
+def test_created_bucket_cleans_up_incomplete_uploads_and_old_versions(
+    context: dict[str, str], noncurrent_days: int | None
+) -> None:
+    rules = {
+        r["Id"]: r for r in only(synth(**context), "AWS::S3::Bucket")["Properties"]["LifecycleConfiguration"]["Rules"]
+    }
+    assert rules["AbortIncompleteUploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    assert rules["AbortIncompleteUploads"]["Status"] == "Enabled"
+    if noncurrent_days is None:
+        assert set(rules) == {"AbortIncompleteUploads"}
+    else:
+        assert rules["ExpireNoncurrentVersions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": noncurrent_days}
+
+
+def test_created_bucket_refuses_tls_older_than_1_2() -> None:
+    template = synth(**DEFAULT)
+    denies = [s for s in statements(template) if s["Effect"] == "Deny" and "s3:*" in as_list(s["Action"])]
+    assert any(s.get("Condition") == {"NumericLessThan": {"s3:TlsVersion": 1.2}} for s in denies), denies
+
+
 def flat(value: Any) -> str:
     """A CloudFormation string as text: joins flattened, `{"Ref": X}` as `<X>`."""
     if isinstance(value, str):
@@ -167,10 +195,61 @@ def test_eventbridge_route_forwards_the_same_events_and_only_that_rule_may_publi
     assert pattern["detail-type"] == list(EVENTBRIDGE_DETAIL_TYPES)
     assert pattern["detail"]["object"] == {"key": [{"prefix": "models/"}]}
     topic_id = next(iter(resources(template, "AWS::SNS::Topic")))
-    assert rule["Properties"]["Targets"] == [{"Arn": {"Ref": topic_id}, "Id": "Topic"}]
+    [target] = rule["Properties"]["Targets"]
+    assert (target["Id"], target["Arn"]) == ("Topic", {"Ref": topic_id})
     [publisher] = [s for s in statements(template) if s["Effect"] == "Allow" and s["Action"] == "sns:Publish"]
     assert publisher["Principal"] == {"Service": "events.amazonaws.com"}
     assert publisher["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}}}
+
+
+def test_the_eventbridge_target_retries_then_keeps_what_it_could_not_deliver() -> None:
+    # GIVEN the EventBridge route
+    template = synth(**EVENTBRIDGE)
+    [rule_id] = [i for i, r in resources(template, "AWS::Events::Rule").items() if "EventPattern" in r["Properties"]]
+    [target] = resources(template, "AWS::Events::Rule")[rule_id]["Properties"]["Targets"]
+    # THEN its target has a retry policy and a dead-letter queue, encrypted and not under the queue prefix
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 20, "MaximumEventAgeInSeconds": 3600}
+    [dead_letters_id] = resources(template, "AWS::SQS::Queue")
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dead_letters_id, "Arn"]}}
+    dead_letters = resources(template, "AWS::SQS::Queue")[dead_letters_id]["Properties"]
+    assert dead_letters["SqsManagedSseEnabled"] is True and "QueueName" not in dead_letters
+    # AND only this rule may send to it
+    [send] = [s for s in statements(template) if s["Effect"] == "Allow" and s["Action"] == "sqs:SendMessage"]
+    assert send["Principal"] == {"Service": "events.amazonaws.com"}
+    assert send["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_id, "Arn"]}}}
+
+
+@pytest.mark.parametrize(
+    "context", [pytest.param(DEFAULT, id="fixed-queues"), pytest.param(EVENTBRIDGE, id="eventbridge")]
+)
+def test_every_dead_letter_queue_has_an_alarm_on_its_first_message(context: dict[str, str]) -> None:
+    # GIVEN the stack's dead-letter queues (the fixed queues' DLQs, the EventBridge target's DLQ)
+    template = synth(**context)
+    queues = resources(template, "AWS::SQS::Queue")
+    redriven = {
+        q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for q in queues.values()
+        if "RedrivePolicy" in q["Properties"]
+    }
+    dead_letters = redriven | {
+        target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+        for rule in resources(template, "AWS::Events::Rule").values()
+        for target in rule["Properties"].get("Targets", ())
+        if "DeadLetterConfig" in target
+    }
+    assert dead_letters
+    # THEN each one has an alarm on ApproximateNumberOfMessagesVisible > 0
+    watched = {}
+    for alarm in resources(template, "AWS::CloudWatch::Alarm").values():
+        properties = alarm["Properties"]
+        if properties.get("MetricName") != "ApproximateNumberOfMessagesVisible":
+            continue
+        assert (properties["Namespace"], properties["Threshold"]) == ("AWS/SQS", 0)
+        assert properties["ComparisonOperator"] == "GreaterThanThreshold"
+        assert properties["TreatMissingData"] == "notBreaching"
+        [dimension] = properties["Dimensions"]
+        watched[dimension["Value"]["Fn::GetAtt"][0]] = properties
+    assert set(watched) == dead_letters
 
 
 def test_fixed_queues_have_encrypted_dead_letter_queues_and_subscriptions() -> None:
@@ -324,6 +403,22 @@ def test_the_janitor_cannot_delete_the_stacks_fixed_queues() -> None:
     assert sorted(json.dumps(r) for r in keep["Resource"]) == sorted(
         json.dumps({"Fn::GetAtt": [queue_id, "Arn"]}) for queue_id in queue_ids(template).values()
     )
+
+
+def test_janitor_runs_alone_without_retries_and_its_failures_raise_an_alarm() -> None:
+    template = synth(**DEFAULT)
+    function_id, function = next(iter(resources(template, "AWS::Lambda::Function").items()))
+    assert function["Properties"]["ReservedConcurrentExecutions"] == 1
+    invoke_config = only(template, "AWS::Lambda::EventInvokeConfig")["Properties"]
+    assert invoke_config["MaximumRetryAttempts"] == 0
+    [errors] = [
+        a["Properties"]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["MetricName"] == "Errors"
+    ]
+    assert errors["Namespace"] == "AWS/Lambda"
+    assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function_id}}]
+    assert (errors["Threshold"], errors["ComparisonOperator"]) == (0, "GreaterThanThreshold")
 
 
 def test_functions_can_be_left_out_for_localstack() -> None:
