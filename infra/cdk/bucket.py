@@ -75,11 +75,14 @@ def lifecycle_rules(config: StackConfig) -> list[s3.LifecycleRule]:
 
 class ModelsBucket(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: StackConfig, model_events: ModelEvents
+        self, scope: Construct, construct_id: str, *, config: StackConfig, model_events: ModelEvents | None
     ) -> None:
+        """`model_events` None: the bucket alone, with no reference to any other resource (`importBucket`)."""
         super().__init__(scope, construct_id)
         name = bucket_name_for(config)
-        if config.bucket_name:
+        if model_events is None:
+            self.bucket = self._create(config, name)
+        elif config.bucket_name:
             self.bucket = s3.Bucket.from_bucket_name(self, "Existing", name)
             self._notify_existing(config, model_events)
         else:

@@ -96,6 +96,12 @@ class StackConfig(BaseModel):
         description="Include the Lambda functions (the janitor). `false` leaves them out, for LocalStack "
         "without a container runtime.",
     )
+    import_bucket: bool = Field(
+        False,
+        alias="importBucket",
+        description="Synthesise the created bucket alone, for `cdk import` of the bucket a destroyed stack "
+        "kept (see docs/deployment.md); then deploy without it.",
+    )
     janitor_rate_minutes: int = Field(
         15, alias="janitorRateMinutes", ge=1, le=1440, description="Minutes between janitor runs."
     )
@@ -144,6 +150,12 @@ class StackConfig(BaseModel):
                 "bucketName (an existing bucket) needs functions=true: its notifications are set by a "
                 "Lambda-backed custom resource"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _import_needs_a_created_bucket(self) -> StackConfig:
+        if self.import_bucket and self.bucket_name:
+            raise ValueError("importBucket imports the bucket the stack creates; with bucketName there is none")
         return self
 
     @classmethod

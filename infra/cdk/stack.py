@@ -28,6 +28,10 @@ class ModelReloaderStack(cdk.Stack):
             description="model-reloader: models bucket, S3 events fan-out, replica access",
         )
         self.config = config
+        if config.import_bucket:
+            # What `cdk import` adds to an empty stack: the kept bucket, same logical id, no references.
+            ModelsBucket(self, "Models", config=config, model_events=None)
+            return
         bucket_name = bucket_name_for(config)
         bucket_arn = bucket_arn_for(self, bucket_name)
         self.events = ModelEvents(

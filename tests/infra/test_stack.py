@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -10,8 +11,10 @@ import yaml
 
 from agent.domain.settings import ReloadingSettings
 from functions.janitor.names import DLQ_SUFFIX
-from infra.cdk.constants import EVENTBRIDGE_DETAIL_TYPES, JANITOR_HANDLER, S3_EVENTS, Outputs
+from infra.cdk.constants import EVENTBRIDGE_DETAIL_TYPES, JANITOR_HANDLER, ROOT, S3_EVENTS, Outputs
 from tests.infra.conftest import Template, synth
+
+DEPLOYMENT_DOCS = ROOT / "docs" / "deployment.md"
 
 # The variants a user can choose; each synthesises once per test run.
 DEFAULT: dict[str, str] = {"fixedQueues": "2"}
@@ -96,6 +99,26 @@ def test_created_bucket_is_encrypted_private_tls_only_and_notifies_the_topic_nat
     # natively, not through CDK's Lambda-backed custom resource, and after the topic policy
     assert not resources(template, "Custom::S3BucketNotifications")
     assert bucket["DependsOn"] == list(resources(template, "AWS::SNS::TopicPolicy"))
+
+
+def test_import_mode_is_the_kept_bucket_alone_under_its_usual_logical_id() -> None:
+    # GIVEN the usual stack, and the one `cdk import` is run with after `cdk destroy` kept the bucket
+    usual = synth(**DEFAULT)
+    importing = synth(**DEFAULT, importBucket="true")
+    [(bucket_id, bucket)] = resources(importing, "AWS::S3::Bucket").items()
+    # THEN the bucket has the logical id the next `cdk deploy` expects, and is kept on deletion
+    assert bucket_id in resources(usual, "AWS::S3::Bucket")
+    assert bucket["DeletionPolicy"] == "Retain"
+    # AND the template refers to nothing but the bucket itself (CloudFormation imports it alone)
+    text = json.dumps(importing.to_json()["Resources"])
+    referenced = set(re.findall(r'"Ref": "([A-Za-z0-9]+)"', text)) | set(
+        re.findall(r'"Fn::GetAtt": \["([A-Za-z0-9]+)"', text)
+    )
+    assert referenced <= {bucket_id}
+    assert "DependsOn" not in bucket and "NotificationConfiguration" not in bucket["Properties"]
+    assert set(importing.to_json()["Resources"]) <= {bucket_id, *resources(importing, "AWS::S3::BucketPolicy")}
+    # AND the recovery documentation names that logical id
+    assert bucket_id in DEPLOYMENT_DOCS.read_text()
 
 
 def test_versioning_is_optional() -> None:
