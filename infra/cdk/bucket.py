@@ -12,6 +12,7 @@ import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
+from aws_cdk.interfaces.aws_s3 import IBucketRef
 from constructs import Construct, IConstruct
 
 from infra.cdk import nag
@@ -44,7 +45,7 @@ class TopicDestination:
         self._topic = topic
         self._policy = policy
 
-    def bind(self, scope: Construct, bucket: s3.IBucket) -> s3.BucketNotificationDestinationConfig:
+    def bind(self, scope: Construct, bucket: IBucketRef) -> s3.BucketNotificationDestinationConfig:
         return s3.BucketNotificationDestinationConfig(
             arn=self._topic.topic_arn,
             type=s3.BucketNotificationDestinationType.TOPIC,
@@ -80,6 +81,7 @@ class ModelsBucket(Construct):
         """`model_events` None: the bucket alone, with no reference to any other resource (`importBucket`)."""
         super().__init__(scope, construct_id)
         name = bucket_name_for(config)
+        self.bucket: s3.IBucket
         if model_events is None:
             self.bucket = self._create(config, name)
         elif config.bucket_name:
