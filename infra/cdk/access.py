@@ -48,6 +48,20 @@ def fixed_queues_denial(sid: str, actions: Sequence[str], arns: Sequence[str]) -
     return [iam.PolicyStatement(sid=sid, effect=iam.Effect.DENY, actions=list(actions), resources=list(arns))]
 
 
+def decrypt_models(config: StackConfig) -> list[iam.PolicyStatement]:
+    """With an SSE-KMS bucket: kms:Decrypt on that key, only in S3's name (GetObject), in this region."""
+    if not config.bucket_kms_key_arn:
+        return []
+    return [
+        iam.PolicyStatement(
+            sid="DecryptModels",
+            actions=["kms:Decrypt"],
+            resources=[config.bucket_kms_key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"s3.{cdk.Aws.REGION}.amazonaws.com"}},
+        )
+    ]
+
+
 class ReplicaAccess(Construct):
     def __init__(
         self,
@@ -81,6 +95,7 @@ class ReplicaAccess(Construct):
                 ),
                 iam.PolicyStatement(sid="UnsubscribeQueues", actions=["sns:Unsubscribe"], resources=[topic.topic_arn]),
                 *fixed_queues_denial("KeepFixedQueues", QUEUE_ADMIN_ACTIONS, fixed_queue_arns),
+                *decrypt_models(config),
             ],
         )
         for resource, why in (

@@ -8,8 +8,11 @@ rather than by reference, which is what keeps that ordering free of a cycle.
 
 from __future__ import annotations
 
+from typing import Any
+
 import aws_cdk as cdk
 import jsii
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk.interfaces.aws_s3 import IBucketRef
@@ -51,6 +54,17 @@ class TopicDestination:
             type=s3.BucketNotificationDestinationType.TOPIC,
             dependencies=[self._policy],
         )
+
+
+def encryption(scope: Construct, config: StackConfig) -> dict[str, Any]:
+    """SSE-S3, or SSE-KMS with the configured key (and an S3 bucket key, which saves most KMS calls)."""
+    if not config.bucket_kms_key_arn:
+        return {"encryption": s3.BucketEncryption.S3_MANAGED}
+    return {
+        "encryption": s3.BucketEncryption.KMS,
+        "encryption_key": kms.Key.from_key_arn(scope, "Key", config.bucket_kms_key_arn),
+        "bucket_key_enabled": True,
+    }
 
 
 # Uploads of large model files are multipart; an interrupted one leaves parts that are billed and unseen.
@@ -96,7 +110,7 @@ class ModelsBucket(Construct):
             self,
             "Bucket",
             bucket_name=name,
-            encryption=s3.BucketEncryption.S3_MANAGED,
+            **encryption(self, config),
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             enforce_ssl=True,

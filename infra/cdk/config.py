@@ -45,6 +45,14 @@ class StackConfig(BaseModel):
     bucket_versioning: bool = Field(
         False, alias="bucketVersioning", description="Turn on object versioning (created bucket only)."
     )
+    bucket_kms_key_arn: str | None = Field(
+        None,
+        alias="bucketKmsKeyArn",
+        pattern=r"^arn:[a-z-]+:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$",
+        description="A KMS key the models are encrypted with: replicas may use it to decrypt through S3 "
+        "(`kms:ViaService`), and a created bucket uses it as its default encryption (SSE-KMS, bucket "
+        "key on). Default: SSE-S3.",
+    )
     noncurrent_version_days: int = Field(
         30,
         alias="noncurrentVersionDays",

@@ -121,6 +121,31 @@ def test_import_mode_is_the_kept_bucket_alone_under_its_usual_logical_id() -> No
     assert bucket_id in DEPLOYMENT_DOCS.read_text()
 
 
+KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        pytest.param({"bucketKmsKeyArn": KMS_KEY}, id="created-bucket"),
+        pytest.param({**EXISTING, "bucketKmsKeyArn": KMS_KEY}, id="existing-bucket"),
+    ],
+)
+def test_a_kms_key_lets_replicas_decrypt_through_s3_only(context: dict[str, str]) -> None:
+    template = synth(**context)
+    document = only(template, "AWS::IAM::ManagedPolicy")["Properties"]["PolicyDocument"]
+    [decrypt] = [s for s in document["Statement"] if s.get("Sid") == "DecryptModels"]
+    assert (decrypt["Effect"], decrypt["Action"], decrypt["Resource"]) == ("Allow", "kms:Decrypt", KMS_KEY)
+    assert flat(decrypt["Condition"]["StringEquals"]["kms:ViaService"]) == "s3.<AWS::Region>.amazonaws.com"
+    if "bucketName" not in context:
+        encryption = only(template, "AWS::S3::Bucket")["Properties"]["BucketEncryption"]
+        [rule] = encryption["ServerSideEncryptionConfiguration"]
+        assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": KMS_KEY}
+        assert rule["BucketKeyEnabled"] is True
+    # AND without a key, no KMS permission at all
+    assert "kms:" not in json.dumps(only(synth(**DEFAULT), "AWS::IAM::ManagedPolicy"))
+
+
 def test_versioning_is_optional() -> None:
     template = synth(**LOCALSTACK)
     assert only(template, "AWS::S3::Bucket")["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
