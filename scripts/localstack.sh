@@ -39,7 +39,7 @@ start() {
   echo "localstack: starting on $endpoint (log: $home/localstack.log)" >&2
   # setsid: its own process group, so stop can end LocalStack and all its children.
   GATEWAY_LISTEN="127.0.0.1:$port" \
-  SERVICES="${LOCALSTACK_SERVICES:-s3,sqs,sns,sts,iam,cloudformation,ssm,events,lambda}" \
+  SERVICES="${LOCALSTACK_SERVICES:-s3,sqs,sns,sts,iam,cloudformation,ssm,events,lambda,cloudwatch}" \
   LOCALSTACK_VOLUME_DIR="$home/volume" FILESYSTEM_ROOT="$home/fs" \
   DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 \
     setsid "$venv/bin/python" -m localstack.runtime.main >"$home/localstack.log" 2>&1 < /dev/null &

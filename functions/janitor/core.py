@@ -5,9 +5,10 @@ topic and refreshes a heartbeat tag on it. A replica that dies leaves its queue 
 subscribed, filling up. A sweep lists the queues under the prefix and removes those whose heartbeat
 is older than the TTL: unsubscribe, then delete, then delete its dead-letter queue.
 
-Safety: a queue outside the prefix is never listed; one without a heartbeat tag (the stack's own
-fixed queues) or with a fresh or unreadable one is kept; one that names another topic belongs to
-another stack and is kept; a DLQ whose main queue exists is judged with its main queue. Every step
+Safety: a queue outside the prefix is never listed; one without a topic tag (the stack's own fixed
+queues, or anything the agent did not create) or whose topic tag names another topic (another stack's
+replica, say one whose prefix this one's listing also matches) is kept; so is one without a heartbeat
+tag or with a fresh or unreadable one; a DLQ whose main queue exists is judged with its main queue. Every step
 tolerates its target being gone already, so two sweeps at once are harmless; the heartbeat is read
 again just before removal, so a replica that came back in between keeps its queue.
 
@@ -38,14 +39,18 @@ SUBSCRIPTION_GONE = frozenset({"NotFound", "NotFoundException", "InvalidParamete
 class Verdict(Enum):
     STALE = "stale"
     FRESH = "fresh"
-    NO_HEARTBEAT = "no heartbeat"  # not a replica's queue (e.g. the stack's fixed queues)
+    NO_TOPIC = "no topic tag"  # not a replica's queue (e.g. the stack's fixed queues)
+    NO_HEARTBEAT = "no heartbeat"
     BAD_HEARTBEAT = "unreadable heartbeat"
     OTHER_TOPIC = "another topic's queue"
 
 
 def judge(tags: Mapping[str, str], *, now: float, ttl_seconds: float, topic_arn: str) -> Verdict:
     """Whether a queue with these tags belongs to a dead replica of this topic. Pure."""
-    if tags.get(TOPIC_TAG, topic_arn) != topic_arn:
+    topic = tags.get(TOPIC_TAG)
+    if topic is None:
+        return Verdict.NO_TOPIC
+    if topic != topic_arn:
         return Verdict.OTHER_TOPIC
     heartbeat = tags.get(HEARTBEAT_TAG)
     if heartbeat is None:
@@ -146,7 +151,7 @@ class Janitor:
         if queue_arn is None:
             return
         paginator = self._sns.get_paginator("list_subscriptions_by_topic")
-        for page in paginator.paginate(TopicArn=tags.get(TOPIC_TAG, self._settings.topic_arn)):
+        for page in paginator.paginate(TopicArn=self._settings.topic_arn):
             for subscription in page.get("Subscriptions", ()):
                 arn = subscription.get("SubscriptionArn", "")
                 if subscription.get("Endpoint") == queue_arn and arn.startswith("arn:"):  # not PendingConfirmation

@@ -1,4 +1,9 @@
-"""Lambda entry point of the janitor: Powertools logging and metrics around core.Janitor."""
+"""Lambda entry point of the janitor: Powertools logging and metrics around core.Janitor.
+
+A sweep in which some queue could not be removed still sweeps every other queue, logs and counts the
+failures (`QueuesFailed`), and then raises: the invocation fails, Lambda's `Errors` metric counts it
+(the stack alarms on it), and the next scheduled run tries again.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,10 @@ metrics = Metrics()
 copy_config_to_registered_loggers(source_logger=logger, include={core_logger.name})
 
 
+class SweepFailed(RuntimeError):
+    """Some queues could not be removed; the rest of the sweep was done."""
+
+
 @cache
 def _janitor() -> Janitor:
     """Built on the first invocation and kept for the warm ones; endpoints from the AWS environment."""
@@ -40,4 +49,6 @@ def handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
         "janitor: sweep done",
         extra={"checked": sweep.checked, "deleted": sweep.deleted, "failed": sweep.failed},
     )
+    if sweep.failed:
+        raise SweepFailed(f"janitor: could not remove {len(sweep.failed)} queue(s): {', '.join(sweep.failed)}")
     return {"checked": sweep.checked, "deleted": sweep.deleted, "failed": sweep.failed}

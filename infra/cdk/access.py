@@ -1,8 +1,14 @@
 """What a replica may do, and nothing more: read models under the prefix, use queues under the queue
-prefix (its own, created in topic mode, or the stack's fixed ones), and (un)subscribe on this topic.
+prefix (its own, created in topic mode, or the stack's fixed ones), and subscribe its own queues (SQS,
+under the prefix, in this account and region) to this topic.
+
+The stack's fixed queues and their DLQs match the prefix too; an explicit Deny keeps replicas to
+receiving from them: they cannot create, tag, reconfigure or delete them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -12,18 +18,21 @@ from constructs import Construct
 from infra.cdk import nag
 from infra.cdk.config import StackConfig
 
-QUEUE_ACTIONS = (
+# What a replica does with its own queues (topic mode) and no more with the stack's (queue mode).
+QUEUE_ADMIN_ACTIONS = (
     "sqs:CreateQueue",
     "sqs:TagQueue",
     "sqs:SetQueueAttributes",
+    "sqs:DeleteQueue",
+)
+QUEUE_USE_ACTIONS = (
     "sqs:GetQueueAttributes",
     "sqs:GetQueueUrl",
-    "sqs:DeleteQueue",
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibility",
 )
-TOPIC_ACTIONS = ("sns:Subscribe", "sns:Unsubscribe")
+QUEUE_ACTIONS = QUEUE_ADMIN_ACTIONS + QUEUE_USE_ACTIONS
 
 
 def queues_arn(scope: Construct, config: StackConfig) -> str:
@@ -31,9 +40,38 @@ def queues_arn(scope: Construct, config: StackConfig) -> str:
     return cdk.Stack.of(scope).format_arn(service="sqs", resource=config.queue_name_pattern)
 
 
+def fixed_queues_denial(sid: str, actions: Sequence[str], arns: Sequence[str]) -> list[iam.PolicyStatement]:
+    """Deny `actions` on the stack's fixed queues and their DLQs, which the `<queuePrefix>-*` allows
+    also match: the stack owns them, replicas and the janitor only use or skip them."""
+    if not arns:
+        return []
+    return [iam.PolicyStatement(sid=sid, effect=iam.Effect.DENY, actions=list(actions), resources=list(arns))]
+
+
+def decrypt_models(config: StackConfig) -> list[iam.PolicyStatement]:
+    """With an SSE-KMS bucket: kms:Decrypt on that key, only in S3's name (GetObject), in this region."""
+    if not config.bucket_kms_key_arn:
+        return []
+    return [
+        iam.PolicyStatement(
+            sid="DecryptModels",
+            actions=["kms:Decrypt"],
+            resources=[config.bucket_kms_key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"s3.{cdk.Aws.REGION}.amazonaws.com"}},
+        )
+    ]
+
+
 class ReplicaAccess(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: StackConfig, bucket_arn: str, topic: sns.ITopic
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StackConfig,
+        bucket_arn: str,
+        topic: sns.ITopic,
+        fixed_queue_arns: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         queues = queues_arn(self, config)
@@ -50,8 +88,14 @@ class ReplicaAccess(Construct):
                 iam.PolicyStatement(sid="ReadModels", actions=["s3:GetObject"], resources=[models]),
                 iam.PolicyStatement(sid="UseQueues", actions=list(QUEUE_ACTIONS), resources=[queues]),
                 iam.PolicyStatement(
-                    sid="SubscribeQueues", actions=list(TOPIC_ACTIONS), resources=[topic.topic_arn]
+                    sid="SubscribeQueues",
+                    actions=["sns:Subscribe"],
+                    resources=[topic.topic_arn],
+                    conditions={"StringEquals": {"sns:Protocol": "sqs"}, "StringLike": {"sns:Endpoint": queues}},
                 ),
+                iam.PolicyStatement(sid="UnsubscribeQueues", actions=["sns:Unsubscribe"], resources=[topic.topic_arn]),
+                *fixed_queues_denial("KeepFixedQueues", QUEUE_ADMIN_ACTIONS, fixed_queue_arns),
+                *decrypt_models(config),
             ],
         )
         for resource, why in (

@@ -7,6 +7,7 @@ lax mode turns them into the declared types, and a bad value stops synthesis wit
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -31,9 +32,9 @@ class StackConfig(BaseModel):
     queue_prefix: str = Field(
         "reloader",
         alias="queuePrefix",
-        pattern=r"^[a-z0-9][a-z0-9-]{0,19}$",
-        description="Name prefix of every queue (the agent's `queue_prefix`) and of the created bucket. "
-        "Replicas may only touch queues under it; the janitor only deletes queues under it.",
+        description="Name prefix of every queue (the agent's `queue_prefix`) and of the created bucket: "
+        "lowercase letters and digits, at most 20, no `-`. Replicas may only touch queues under it; the "
+        "janitor only deletes queues under it.",
     )
     bucket_name: str | None = Field(
         None,
@@ -43,6 +44,22 @@ class StackConfig(BaseModel):
     )
     bucket_versioning: bool = Field(
         False, alias="bucketVersioning", description="Turn on object versioning (created bucket only)."
+    )
+    bucket_kms_key_arn: str | None = Field(
+        None,
+        alias="bucketKmsKeyArn",
+        pattern=r"^arn:[a-z-]+:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$",
+        description="A KMS key the models are encrypted with: replicas may use it to decrypt through S3 "
+        "(`kms:ViaService`), and a created bucket uses it as its default encryption (SSE-KMS, bucket "
+        "key on). Default: SSE-S3.",
+    )
+    noncurrent_version_days: int = Field(
+        30,
+        alias="noncurrentVersionDays",
+        ge=1,
+        le=3650,
+        description="With bucketVersioning: days after which a replaced or deleted object's earlier "
+        "version is expired (created bucket only).",
     )
     models_prefix: str = Field(
         "models/",
@@ -87,6 +104,12 @@ class StackConfig(BaseModel):
         description="Include the Lambda functions (the janitor). `false` leaves them out, for LocalStack "
         "without a container runtime.",
     )
+    import_bucket: bool = Field(
+        False,
+        alias="importBucket",
+        description="Synthesise the created bucket alone, for `cdk import` of the bucket a destroyed stack "
+        "kept (see docs/deployment.md); then deploy without it.",
+    )
     janitor_rate_minutes: int = Field(
         15, alias="janitorRateMinutes", ge=1, le=1440, description="Minutes between janitor runs."
     )
@@ -102,6 +125,20 @@ class StackConfig(BaseModel):
         pattern=r"^\d+\.\d+\.\d+$",
         description="Version of the public Powertools Lambda layer the janitor runs with.",
     )
+
+    @field_validator("queue_prefix")
+    @classmethod
+    def _prefix_cannot_overlap(cls, value: str) -> str:
+        # Queues are `<prefix>-...`, and IAM patterns and the janitor's listing are `<prefix>-*`: with a
+        # '-' in it, the prefix `reloader` would also cover every queue of a stack with `reloader-b`.
+        if "-" in value:
+            raise ValueError(
+                f"queuePrefix {value!r} contains '-': stacks' queue patterns would overlap (`reloader-*` "
+                "also matches `reloader-b-...`); use lowercase letters and digits only, e.g. 'reloaderb'"
+            )
+        if not re.fullmatch(r"[a-z0-9]{1,20}", value):
+            raise ValueError(f"queuePrefix: expected 1 to 20 lowercase letters and digits, found {value!r}")
+        return value
 
     @field_validator("models_prefix")
     @classmethod
@@ -121,6 +158,12 @@ class StackConfig(BaseModel):
                 "bucketName (an existing bucket) needs functions=true: its notifications are set by a "
                 "Lambda-backed custom resource"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _import_needs_a_created_bucket(self) -> StackConfig:
+        if self.import_bucket and self.bucket_name:
+            raise ValueError("importBucket imports the bucket the stack creates; with bucketName there is none")
         return self
 
     @classmethod

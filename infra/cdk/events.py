@@ -11,11 +11,17 @@ import aws_cdk as cdk
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct, IConstruct
 
 from infra.cdk import nag
 from infra.cdk.config import EventRoute, StackConfig
 from infra.cdk.constants import EVENTBRIDGE_DETAIL_TYPES
+from infra.cdk.queues import alarm_on_dead_letters
+
+# How long EventBridge keeps trying to hand an event to the topic before it goes to the DLQ.
+FORWARD_RETRY_ATTEMPTS = 20
+FORWARD_MAX_EVENT_AGE_SECONDS = 3600
 
 
 class ModelEvents(Construct):
@@ -77,5 +83,39 @@ class ModelEvents(Construct):
         # publish, where the policy above admits this rule only.
         cfn_rule = rule.node.default_child
         assert isinstance(cfn_rule, events.CfnRule)
-        cfn_rule.targets = [events.CfnRule.TargetProperty(id="Topic", arn=self.topic.topic_arn)]
+        # An event SNS refuses (throttled, say) is retried for a while, then kept in a DLQ with an alarm
+        # rather than dropped: a replica would otherwise miss that version.
+        self.forward_dead_letters = sqs.Queue(
+            self,
+            "ForwardDeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        self.forward_dead_letters.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="EventBridgeDeadLetters",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sqs:SendMessage"],
+                resources=[self.forward_dead_letters.queue_arn],
+                conditions={"ArnEquals": {"aws:SourceArn": rule.rule_arn}},
+            )
+        )
+        nag.acknowledge(
+            self.forward_dead_letters,
+            "SQS3",
+            "This queue is itself the dead-letter queue of the EventBridge rule's target (an alarm watches it).",
+        )
+        alarm_on_dead_letters(self, "ForwardDeadLettersAlarm", self.forward_dead_letters, "the S3-to-topic rule's DLQ")
+        cfn_rule.targets = [
+            events.CfnRule.TargetProperty(
+                id="Topic",
+                arn=self.topic.topic_arn,
+                dead_letter_config=events.CfnRule.DeadLetterConfigProperty(arn=self.forward_dead_letters.queue_arn),
+                retry_policy=events.CfnRule.RetryPolicyProperty(
+                    maximum_retry_attempts=FORWARD_RETRY_ATTEMPTS,
+                    maximum_event_age_in_seconds=FORWARD_MAX_EVENT_AGE_SECONDS,
+                ),
+            )
+        ]
         return rule

@@ -6,7 +6,10 @@ layer, whose ARN CloudFormation resolves from Powertools' public SSM parameter f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -16,7 +19,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.cdk import nag
-from infra.cdk.access import queues_arn
+from infra.cdk.access import fixed_queues_denial, queues_arn
 from infra.cdk.config import StackConfig
 from infra.cdk.constants import (
     FUNCTIONS_DIR,
@@ -32,14 +35,20 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 
 class Janitor(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: StackConfig, topic: sns.ITopic
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StackConfig,
+        topic: sns.ITopic,
+        fixed_queue_arns: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         log_group = logs.LogGroup(
             self, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY
         )
         role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
-        self._grant(role, config, topic, log_group)
+        self._grant(role, config, topic, log_group, fixed_queue_arns)
         layer_arn = cdk.CfnDynamicReference(
             cdk.CfnDynamicReferenceService.SSM,
             POWERTOOLS_LAYER_PARAMETER.format(runtime=RUNTIME.name, version=config.powertools_version),
@@ -59,6 +68,10 @@ class Janitor(Construct):
             log_group=log_group,
             timeout=cdk.Duration.minutes(5),
             memory_size=256,
+            # One sweep at a time (two are safe, but pointless), and no asynchronous retries: a failed
+            # sweep raises, counts once in the Errors metric, and the next scheduled run tries again.
+            reserved_concurrent_executions=1,
+            retry_attempts=0,
             environment={
                 "QUEUE_PREFIX": config.queue_prefix,
                 "TOPIC_ARN": topic.topic_arn,
@@ -74,9 +87,25 @@ class Janitor(Construct):
             schedule=events.Schedule.rate(cdk.Duration.minutes(config.janitor_rate_minutes)),
             targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
         )
+        self.errors_alarm = cloudwatch.Alarm(
+            self,
+            "ErrorsAlarm",
+            alarm_description="model-reloader: a janitor sweep failed (a queue could not be removed, or "
+            "listing failed); see the function's logs",
+            metric=self.function.metric_errors(period=cdk.Duration.minutes(config.janitor_rate_minutes)),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
 
     def _grant(
-        self, role: iam.Role, config: StackConfig, topic: sns.ITopic, log_group: logs.LogGroup
+        self,
+        role: iam.Role,
+        config: StackConfig,
+        topic: sns.ITopic,
+        log_group: logs.LogGroup,
+        fixed_queue_arns: Sequence[str],
     ) -> None:
         stack = cdk.Stack.of(self)
         queues = queues_arn(self, config)
@@ -99,6 +128,9 @@ class Janitor(Construct):
                 actions=["sns:Unsubscribe", "sns:ListSubscriptionsByTopic"],
                 resources=[topic.topic_arn],
             ),
+            # The prefix pattern above also matches the stack's own queues; the core skips them (no
+            # topic tag), and this makes it a guarantee.
+            *fixed_queues_denial("SpareFixedQueues", ["sqs:DeleteQueue"], fixed_queue_arns),
         ]
         for statement in statements:
             role.add_to_policy(statement)

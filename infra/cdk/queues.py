@@ -5,6 +5,7 @@ a dead-letter queue, subscribed to the topic. Replicas in topic mode create thei
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
@@ -14,12 +15,30 @@ from functions.janitor.names import DLQ_SUFFIX
 from infra.cdk.config import StackConfig
 
 
+def alarm_on_dead_letters(scope: Construct, construct_id: str, queue: sqs.IQueue, what: str) -> cloudwatch.Alarm:
+    """An alarm as soon as a dead-letter queue holds a message: each one is an event nobody handled."""
+    return cloudwatch.Alarm(
+        scope,
+        construct_id,
+        alarm_description=f"model-reloader: {what} has messages; each is a model event that was not handled",
+        metric=queue.metric_approximate_number_of_messages_visible(
+            period=cdk.Duration.minutes(5), statistic="Maximum"
+        ),
+        threshold=0,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        evaluation_periods=1,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+
+
 class FixedQueues(Construct):
     def __init__(
         self, scope: Construct, construct_id: str, *, config: StackConfig, topic: sns.ITopic
     ) -> None:
         super().__init__(scope, construct_id)
         self.queues: list[sqs.Queue] = []
+        self.alarms: list[cloudwatch.Alarm] = []
+        self.dead_letter_queues: list[sqs.Queue] = []
         for number in range(1, config.fixed_queues + 1):
             name = config.fixed_queue_name(number)
             dead_letters = sqs.Queue(
@@ -42,4 +61,13 @@ class FixedQueues(Construct):
                 ),
             )
             topic.add_subscription(subscriptions.SqsSubscription(queue))
+            self.alarms.append(
+                alarm_on_dead_letters(self, f"DeadLettersAlarm{number}", dead_letters, f"the DLQ of {name}")
+            )
             self.queues.append(queue)
+            self.dead_letter_queues.append(dead_letters)
+
+    @property
+    def arns(self) -> list[str]:
+        """Every queue the stack owns, DLQs included: replicas and the janitor may not administer them."""
+        return [queue.queue_arn for queue in self.queues + self.dead_letter_queues]

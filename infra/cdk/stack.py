@@ -28,6 +28,10 @@ class ModelReloaderStack(cdk.Stack):
             description="model-reloader: models bucket, S3 events fan-out, replica access",
         )
         self.config = config
+        if config.import_bucket:
+            # What `cdk import` adds to an empty stack: the kept bucket, same logical id, no references.
+            ModelsBucket(self, "Models", config=config, model_events=None)
+            return
         bucket_name = bucket_name_for(config)
         bucket_arn = bucket_arn_for(self, bucket_name)
         self.events = ModelEvents(
@@ -36,10 +40,17 @@ class ModelReloaderStack(cdk.Stack):
         self.models = ModelsBucket(self, "Models", config=config, model_events=self.events)
         self.fixed_queues = FixedQueues(self, "FixedQueues", config=config, topic=self.events.topic)
         self.access = ReplicaAccess(
-            self, "Replicas", config=config, bucket_arn=bucket_arn, topic=self.events.topic
+            self,
+            "Replicas",
+            config=config,
+            bucket_arn=bucket_arn,
+            topic=self.events.topic,
+            fixed_queue_arns=self.fixed_queues.arns,
         )
         self.janitor = (
-            Janitor(self, "Janitor", config=config, topic=self.events.topic) if config.functions else None
+            Janitor(self, "Janitor", config=config, topic=self.events.topic, fixed_queue_arns=self.fixed_queues.arns)
+            if config.functions
+            else None
         )
         self._outputs()
 

@@ -72,6 +72,35 @@ def test_scheduled_invocation_deletes_stale_queues_and_counts_them(
     janitor_handler._janitor.cache_clear()
 
 
+def test_a_sweep_with_a_failure_finishes_counts_it_and_fails_the_invocation(
+    replicas: Fleet, sns_client: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a dead replica whose queue cannot be unsubscribed (the janitor's topic is gone, and the
+    # queue carries no subscription tag), and another dead replica that can be removed
+    monkeypatch.setenv("QUEUE_PREFIX", replicas.prefix)
+    monkeypatch.setenv("TOPIC_ARN", replicas.topic_arn)
+    monkeypatch.setenv("HEARTBEAT_TTL_SECONDS", "3600")
+    janitor_handler._janitor.cache_clear()
+    stuck = replicas.replica_queue("iris", "pod-a", heartbeat=time.time() - 7200, tag_subscription=False)
+    removable = replicas.replica_queue("iris", "pod-b", heartbeat=time.time() - 7200)
+    sns_client.delete_topic(TopicArn=replicas.topic_arn)
+    event = json.loads((EVENTS / "janitor_schedule.json").read_text())
+
+    # WHEN the schedule invokes the handler THEN the invocation fails, naming the queue (Lambda's
+    # Errors metric counts it)
+    with pytest.raises(janitor_handler.SweepFailed, match=stuck):
+        janitor_handler.handler(event, FakeContext())
+    # AND the rest of the sweep was done, and the metrics were still emitted
+    assert not replicas.exists(removable)
+    assert replicas.exists(stuck)
+    assert emitted_metrics(capsys.readouterr().out) == {
+        "QueuesChecked": [2.0],
+        "QueuesDeleted": [2.0],
+        "QueuesFailed": [1.0],
+    }
+    janitor_handler._janitor.cache_clear()
+
+
 def test_an_event_that_is_not_from_eventbridge_is_refused() -> None:
     with pytest.raises(Exception, match="validation error"):
         janitor_handler.handler({"hello": "world"}, FakeContext())

@@ -69,11 +69,14 @@ def test_a_queue_of_another_topic_or_with_a_bad_heartbeat_is_kept(
         f"{replicas.prefix}-iris-pod-x",
         {fleet.HEARTBEAT_TAG: str(int(stale())), fleet.TOPIC_TAG: replicas.topic_arn + "-x"},
     )
-    unreadable = replicas.plain_queue(f"{replicas.prefix}-iris-pod-y", {fleet.HEARTBEAT_TAG: "soon"})
-    # WHEN the janitor sweeps THEN both stay
+    unreadable = replicas.plain_queue(
+        f"{replicas.prefix}-iris-pod-y", {fleet.HEARTBEAT_TAG: "soon", fleet.TOPIC_TAG: replicas.topic_arn}
+    )
+    untagged = replicas.plain_queue(f"{replicas.prefix}-iris-pod-w", {fleet.HEARTBEAT_TAG: str(int(stale()))})
+    # WHEN the janitor sweeps THEN all stay
     sweep = janitor(replicas, sqs_client, sns_client).sweep()
     assert sweep.deleted == []
-    assert {other_topic, unreadable} <= replicas.names()
+    assert {other_topic, unreadable, untagged} <= replicas.names()
 
 
 def test_an_orphaned_dlq_with_a_stale_heartbeat_goes_too(replicas: Fleet, sqs_client: Any, sns_client: Any) -> None:

@@ -40,10 +40,15 @@ def test_values_given_on_the_command_line_arrive_as_strings_and_are_coerced() ->
     ("context", "named"),
     [
         pytest.param({"queuePrefix": "Has_Upper"}, "queuePrefix", id="prefix-alphabet"),
+        pytest.param({"queuePrefix": "reloader-b"}, "queuePrefix 'reloader-b' contains '-'", id="prefix-hyphen"),
+        pytest.param({"queuePrefix": "r" * 21}, "queuePrefix", id="prefix-too-long"),
         pytest.param({"modelsPrefix": "models"}, "modelsPrefix", id="prefix-without-slash"),
         pytest.param({"eventRoute": "carrier-pigeon"}, "eventRoute", id="unknown-route"),
         pytest.param({"fixedQueues": "-1"}, "fixedQueues", id="negative-queues"),
         pytest.param({"bucketName": "theirs", "functions": "false"}, "bucketName", id="existing-bucket-needs-lambda"),
+        pytest.param(
+            {"bucketName": "theirs", "importBucket": "true"}, "importBucket", id="import-needs-created-bucket"
+        ),
     ],
 )
 def test_a_bad_value_stops_synthesis_and_names_its_context_key(context: dict[str, str], named: str) -> None:
