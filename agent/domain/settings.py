@@ -84,6 +84,15 @@ class ReloadingSettings(BaseSettings):
             raise ValueError("expected queue_url (one queue) or topic_arn (a queue per replica), found both")
         return self
 
+    @field_validator("tfserving_model_dir")
+    @classmethod
+    def _absolute_for_tf_serving(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(
+                f"expected an absolute path (TF Serving resolves base paths on its own), found {value!r}"
+            )
+        return value
+
     @field_validator("ready_marker")
     @classmethod
     def _marker_is_a_name(cls, value: str | None) -> str | None:

@@ -27,6 +27,7 @@ class RecordingTFServing:
 
     def __init__(self) -> None:
         self.configs: list[dict[str, tuple[int, ...]]] = []
+        self.timeouts: list[float | None] = []
         self.states: dict[str, dict[int, VersionState]] = {}
         self.broken: set[int] = set()
         self.stuck: set[int] = set()  # stay LOADING
@@ -36,7 +37,8 @@ class RecordingTFServing:
         self.overlapping_calls = 0
         self._guard = threading.Lock()
 
-    def reload_config(self, entries: Sequence[ModelEntry]) -> None:
+    def reload_config(self, entries: Sequence[ModelEntry], timeout: float | None = None) -> None:
+        self.timeouts.append(timeout)
         with self._guard:
             self._calls += 1
             if self._calls > 1:
@@ -118,7 +120,7 @@ def test_the_base_path_is_the_model_folder_as_tf_serving_sees_it():
     entries: list[Sequence[ModelEntry]] = []
     tfserving = RecordingTFServing()
     original = tfserving.reload_config
-    tfserving.reload_config = lambda sent: (entries.append(sent), original(sent))[1]  # type: ignore[method-assign]
+    tfserving.reload_config = lambda sent, timeout=None: (entries.append(sent), original(sent))[1]  # type: ignore[method-assign]
     loader_for(tfserving).load("a", 1, Path("/store/a/100"))
     assert entries[-1] == (ModelEntry("a", "/tf/models/a", (100,)),)
 
