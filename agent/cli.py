@@ -141,6 +141,13 @@ class Service:
         models = spec.models
         self.registry = Registry(single_model=models.fixed[0].name if models and models.single else None)
         self.tensorflow = TensorFlowParts(api.reloading, self.registry) if api.handler.type == "tensorflow" else None
+        if self.tensorflow and not with_handler and api.reloading.model_dir is None:
+            raise SpecError(
+                "reloading.model_dir (RELOADER_MODEL_DIR): `reloader agent` writes the versions where TF Serving "
+                "reads them, so it needs that folder, shared with the TF Serving container; found none (the "
+                "default, a private temporary folder, is out of TF Serving's reach). Set tfserving_model_dir "
+                "(RELOADER_TFSERVING_MODEL_DIR) too when TF Serving mounts it at another path"
+            )
         self.handler: Any = None
         if with_handler:
             handler_class = import_handler_class(spec.handler_path, spec.python_path, api.handler.env)
@@ -259,13 +266,6 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
         raise SpecError(
             f"handler.type: `reloader agent` keeps a TF Serving equal to S3 and needs type tensorflow, "
             f"found {spec.api.handler.type!r}; serve a python handler with `reloader serve`"
-        )
-    if not with_handler and spec.api.reloading.model_dir is None:
-        raise SpecError(
-            "reloading.model_dir (RELOADER_MODEL_DIR): `reloader agent` writes the versions where TF Serving "
-            "reads them, so it needs that folder, shared with the TF Serving container; found none (the "
-            "default, a private temporary folder, is out of TF Serving's reach). Set tfserving_model_dir "
-            "(RELOADER_TFSERVING_MODEL_DIR) too when TF Serving mounts it at another path"
         )
     logs.configure(spec.api.handler.log_level)
     not_applicable = spec.not_applicable_fields()

@@ -341,3 +341,24 @@ def _import(path: Path) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.mark.parametrize(
+    ("reloading", "expected"),
+    [
+        pytest.param({}, ["reloading.model_dir", "RELOADER_MODEL_DIR", "TF Serving"], id="no-model-dir"),
+        pytest.param(
+            {"model_dir": "/tmp/shared", "tfserving_model_dir": "models"},
+            ["tfserving_model_dir", "absolute path", "'models'"],
+            id="relative-tfserving-model-dir",
+        ),
+    ],
+)
+def test_the_agent_alone_needs_the_folder_it_shares_with_tf_serving(serve, bucket, reloading, expected):
+    # GIVEN a TensorFlow spec without a model folder TF Serving can read
+    api = tf_api({"path": f"s3://{bucket}/models/scaler"}, reloading=reloading)
+    # WHEN `reloader agent` runs on it THEN it refuses with status 2, naming the setting
+    result = serve.run("agent", str(serve.spec(api)))
+    assert result.returncode == 2, result.stderr
+    assert all(text in result.stderr for text in expected), result.stderr
+    assert "Traceback" not in result.stderr
