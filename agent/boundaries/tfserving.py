@@ -116,8 +116,8 @@ class TFServing:
     def predict(self, servable: Servable, model_input: Any) -> dict[str, Any]:
         """Run the servable's signature on `model_input` (input name -> value); return output name -> value.
 
-        Values are cast to the signature's input types, as Cortex did; outputs come back as
-        (nested) lists, strings decoded. VersionGoneError when TF Serving no longer has the version.
+        Values are cast to the signature's input types, as Cortex did; each output comes back as the
+        flat list of its values, strings decoded. VersionGoneError when TF Serving no longer has the version.
         """
         where = f"model {servable.model!r} version {servable.version}"
         request = predict_pb2.PredictRequest()
