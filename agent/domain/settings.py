@@ -88,9 +88,7 @@ class ReloadingSettings(BaseSettings):
     @classmethod
     def _absolute_for_tf_serving(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("/"):
-            raise ValueError(
-                f"expected an absolute path (TF Serving resolves base paths on its own), found {value!r}"
-            )
+            raise ValueError(f"expected an absolute path (TF Serving resolves base paths on its own), found {value!r}")
         return value
 
     @field_validator("ready_marker")

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -130,8 +131,8 @@ class TFServingLoader:
     def unload(self, model: str, version: int, value: Servable) -> None:
         internal = value.internal_version
         self._withdraw(model, internal)
-        try:
-            self._await(model, lambda states: is_unloaded(states, internal), "unloaded")
+        try:  # not for long: the folder stays until TF Serving reports it unloaded, whenever that is
+            self._await(model, partial(_unloaded, internal), "unloaded", self._settings.tfserving_rpc_timeout)
         except ReloaderError as error:
             log.warning(
                 "TF Serving did not confirm that it unloaded version %s: %s; its folder stays until it does",
@@ -227,7 +228,8 @@ class TFServingLoader:
                 del versions[model]
 
     def _send(self, force: bool = False) -> None:
-        """Send the complete desired config, unless TF Serving already took that very config."""
+        """Send the complete desired config, unless TF Serving already took that very config (`force`:
+        send it all the same, to a TF Serving that may have lost it: every model may be new to it)."""
         with self._sending:
             with self._lock:
                 entries = model_config(self._desired, self._base_path)
@@ -236,7 +238,7 @@ class TFServingLoader:
                 return
             # TF Serving answers a call that adds a model only once it loaded: wait as long as a load may take.
             known = {entry.name for entry in previous} if previous is not None else set()
-            adds = any(entry.name not in known for entry in entries)
+            adds = force or any(entry.name not in known for entry in entries)
             timeout = self._settings.tfserving_rpc_timeout
             if adds:
                 timeout += self._settings.tfserving_load_timeout
@@ -255,12 +257,19 @@ class TFServingLoader:
     def _base_path(self, model: str) -> str:
         return f"{self._base_dir}/{model}"
 
-    def _await(self, model: str, done: Callable[[dict[int, VersionState]], bool], what: str) -> dict[int, VersionState]:
-        """Poll the model's version states until `done` holds; TemporaryError after the load timeout.
-
-        A status call that fails for a moment (TF Serving busy or restarting) is tried again until then.
+    def _await(
+        self,
+        model: str,
+        done: Callable[[dict[int, VersionState]], bool],
+        what: str,
+        timeout: float | None = None,
+    ) -> dict[int, VersionState]:
+        """Poll the model's version states until `done` holds; TemporaryError after `timeout` (default
+        the load timeout). A status call that fails for a moment (TF Serving busy or restarting) is
+        tried again until then.
         """
-        deadline = self._clock() + self._settings.tfserving_load_timeout
+        timeout = self._settings.tfserving_load_timeout if timeout is None else timeout
+        deadline = self._clock() + timeout
         interval = FIRST_POLL
         while True:
             last_error: TemporaryError | None = None
@@ -272,7 +281,7 @@ class TFServingLoader:
                 last_error = error
             if self._clock() >= deadline:
                 raise TemporaryError(
-                    f"TF Serving: model {model!r} not {what} after {self._settings.tfserving_load_timeout} s"
+                    f"TF Serving: model {model!r} not {what} after {timeout} s"
                     + (f" (last: {last_error})" if last_error else "")
                 )
             if self._stop.wait(interval):
@@ -337,6 +346,10 @@ class TFServingLoader:
             self._reachability(str(error))
         else:
             self._reachability(None)
+
+
+def _unloaded(internal: int, states: dict[int, VersionState]) -> bool:
+    return is_unloaded(states, internal)
 
 
 def _live(status: VersionState | None) -> bool:
