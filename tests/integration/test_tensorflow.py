@@ -173,6 +173,8 @@ def test_restarting_the_agent_keeps_tf_serving_serving(serve, tfserving, s3_clie
     agent = start(serve, tfserving, model_dir, api, "agent")
     served = {model: tfserving.available(model) for model in ("one", "two")}
     assert all(len(versions) == 1 for versions in served.values())
+    # (/models shows the version number TF Serving serves each as: the one its direct clients ask for)
+    assert agent.version("one")["versions"]["1"]["tfserving_version"] == served["one"][0]
     configs = tfserving.configs()
     folders = {model: internal_folders(model_dir, model) for model in served}
 
