@@ -74,7 +74,10 @@ class ModelStore:
             known = self._installed.get((model, version, fingerprint))
         if known is not None and known.is_dir():
             return known
-        return self.root / model / self._folder_name(model, version, fingerprint)
+        folder = self.root / model / self._folder_name(model, version, fingerprint)
+        while self._record and folder.exists():  # a number a previous run used (its clock was ahead): the next
+            folder = self.root / model / self._folder_name(model, version, fingerprint)
+        return folder
 
     def install(self, model: str, version: int, fingerprint: str, fill: Callable[[Path], None]) -> Path:
         """Fill a temporary folder with `fill(folder)`, then rename it into place; return the final folder."""
@@ -97,6 +100,12 @@ class ModelStore:
                 shutil.rmtree(temporary, ignore_errors=True)
         with self._lock:
             self._installed[(model, version, fingerprint)] = final
+            superseded = [
+                path for (m, v, f), path in self._installed.items() if (m, v) == (model, version) and f != fingerprint
+            ]
+        if self._record:  # e.g. a download kept for a retry, then changed in S3: goes once no longer in use
+            for path in superseded:
+                self.remove(path)
         return final
 
     def remove(self, folder: Path) -> None:
