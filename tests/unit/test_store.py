@@ -26,7 +26,7 @@ def test_folders_record_their_content_and_a_new_store_reuses_them(tmp_path):
     assert (folder / "saved_model.pb").read_text() == "one"
     # AND other content of that version gets a folder of its own, never one a previous run used
     other = later.install("a", 1, "fp2", fill("two"))
-    assert other != folder and (folder / "saved_model.pb").read_text() == "one"
+    assert other != folder and (other / "saved_model.pb").read_text() == "two"
 
 
 def test_a_folder_in_use_is_removed_only_once_it_is_no_longer(tmp_path):
