@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 FIRST_POLL = 0.02  # seconds before the first status poll; doubled up to LAST_POLL
 LAST_POLL = 0.5
+RESUME_MARGIN = 1.0  # seconds beyond the settle window that versions taken over at start may take to be claimed
 
 
 class TFServingAPI(Protocol):
@@ -83,6 +84,7 @@ class TFServingLoader:
         self._store = store
         self._sending = threading.RLock()  # serialises config calls (held across the call)
         self._lock = threading.Lock()  # guards the sets below, never held across a call
+        self._claimed = threading.Condition(self._lock)  # a load claimed a version taken over at start
         self._desired: dict[str, set[int]] = {}  # internal versions TF Serving should serve, per model
         self._confirmed: dict[str, set[int]] = {}  # those it reported AVAILABLE
         self._leaving: dict[Key, float] = {}  # dropped from the config, not yet seen unloaded: when dropped
@@ -184,8 +186,13 @@ class TFServingLoader:
             log.info("TF Serving: taking over %d version folder(s) of a previous run", len(adopted))
 
     def resumed(self) -> None:
-        """After the first scan: drop the versions taken over that no load claimed (S3 changed meanwhile)."""
-        with self._lock:
+        """After the first scan: drop the versions taken over that no load claimed (S3 changed meanwhile).
+
+        A version uploaded just before the restart loads only after its settle window: wait that long.
+        """
+        settle = 0.0 if self._settings.ready_marker else self._settings.settle
+        with self._claimed:
+            self._claimed.wait_for(lambda: not self._adopted or self._stop.is_set(), timeout=settle + RESUME_MARGIN)
             dropped, self._adopted = self._adopted, {}
             for model, internal in dropped:
                 self._forget(model, internal)
@@ -202,7 +209,8 @@ class TFServingLoader:
         with self._lock:
             self._desired.setdefault(model, set()).add(internal)
             self._leaving.pop((model, internal), None)
-            self._adopted.pop((model, internal), None)
+            if self._adopted.pop((model, internal), None) is not None:
+                self._claimed.notify_all()
         try:
             self._send()
         except ReloadUnconfirmedError as error:

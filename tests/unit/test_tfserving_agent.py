@@ -26,13 +26,13 @@ def put_version(models: Path, model: str, version: int, content: str) -> None:
     (folder / "saved_model.pb").write_text(content)
 
 
-def make_agent(tmp_path: Path, tfserving: RecordingTFServing) -> tuple[Agent, TFServingLoader]:
+def make_agent(tmp_path: Path, tfserving: RecordingTFServing, settle: float = 0) -> tuple[Agent, TFServingLoader]:
     """An agent as `reloader agent` builds it for TF Serving: recorded folders, the store asking the loader."""
     models = tmp_path / "models"
     model_set = ModelSet(
         fixed=tuple(ModelSource(name, LocalLocation(models / name)) for name in ("a", "b")), single=False
     )
-    settings = ReloadingSettings(interval=3600, settle=0, tfserving_load_timeout=5.0, retry_backoff=0.05)
+    settings = ReloadingSettings(interval=3600, settle=settle, tfserving_load_timeout=5.0, retry_backoff=0.05)
     store = ModelStore(tmp_path / "store", InternalVersions().folder_name, record=True)
     loader = TFServingLoader(tfserving, model_set, str(tmp_path / "store"), settings, Metrics(), store=store)
     store.in_use = loader.in_use
@@ -125,3 +125,24 @@ def test_a_load_tf_serving_cannot_take_for_now_keeps_its_download_for_the_retry(
         assert folders(tmp_path) == kept
     finally:
         agent.stop()
+
+
+def test_versions_uploaded_just_before_a_restart_are_kept_through_their_settle_window(tmp_path):
+    # GIVEN a version uploaded moments ago (so each run waits its settle window before loading it), served
+    put_version(tmp_path / "models", "a", 1, "a1")
+    tfserving = RecordingTFServing()
+    first, _ = make_agent(tmp_path, tfserving, settle=0.3)
+    first.start()
+    wait_until(lambda: first.registry.loaded("a"), timeout=10, what="version 1 loaded after its settle window")
+    first.stop()
+    served = tfserving.configs[-1]
+    sent = len(tfserving.configs)
+    # WHEN the agent restarts: its first scan sees the version for the first time, and waits to load it
+    second, _ = make_agent(tmp_path, tfserving, settle=0.3)
+    try:
+        run_until_ready(second)
+        wait_until(lambda: second.registry.loaded("a"), timeout=10, what="version 1 claimed")
+        # THEN the version never left TF Serving's config: one config was sent, the one it served
+        assert tfserving.configs[sent:] == [served]
+    finally:
+        second.stop()
