@@ -141,6 +141,13 @@ class Service:
         models = spec.models
         self.registry = Registry(single_model=models.fixed[0].name if models and models.single else None)
         self.tensorflow = TensorFlowParts(api.reloading, self.registry) if api.handler.type == "tensorflow" else None
+        if self.tensorflow and not with_handler and api.reloading.model_dir is None:
+            raise SpecError(
+                "reloading.model_dir (RELOADER_MODEL_DIR): `reloader agent` writes the versions where TF Serving "
+                "reads them, so it needs that folder, shared with the TF Serving container; found none (the "
+                "default, a private temporary folder, is out of TF Serving's reach). Set tfserving_model_dir "
+                "(RELOADER_TFSERVING_MODEL_DIR) too when TF Serving mounts it at another path"
+            )
         self.handler: Any = None
         if with_handler:
             handler_class = import_handler_class(spec.handler_path, spec.python_path, api.handler.env)
@@ -307,14 +314,19 @@ class TensorFlowParts:
         self.tfserving = TFServing(self.channel, settings.tfserving_rpc_timeout, settings.tfserving_predict_timeout)
         self.client = TensorFlowClient(registry, self.tfserving)
         self.loader: TFServingLoader | None = None
+        self._store: ModelStore | None = None
 
     def store(self, model_dir: Path) -> ModelStore:
-        """TF Serving's layout: `<model_dir>/<model>/<internal version>/`, a fresh number per download."""
-        return ModelStore(model_dir, InternalVersions().folder_name)
+        """TF Serving's layout: `<model_dir>/<model>/<internal version>/`, a fresh number per download,
+        each with a record of its content so that a restarted agent takes over what TF Serving serves."""
+        self._store = ModelStore(model_dir, InternalVersions().folder_name, record=True)
+        return self._store
 
     def make_loader(self, models: ModelSet, model_dir: Path, metrics: Metrics) -> TFServingLoader:
         base_dir = self.settings.tfserving_model_dir or str(model_dir.resolve())
-        self.loader = TFServingLoader(self.tfserving, models, base_dir, self.settings, metrics)
+        assert self._store is not None, "store() comes first"
+        self.loader = TFServingLoader(self.tfserving, models, base_dir, self.settings, metrics, store=self._store)
+        self._store.in_use = self.loader.in_use  # a folder goes only once TF Serving reports it unloaded
         return self.loader
 
     def start(self) -> None:

@@ -28,8 +28,9 @@ class TensorFlowClient:
         """Run `model_input` (a dict of input name -> value) through that model version in TF Serving.
 
         `model_version` is "latest" (or None), an int or a numeric string. Returns a dict of output
-        name -> value (nested lists). Raises ModelNotFoundError (answered with 404) for an unknown
-        model or version.
+        name -> the flat list of its values, as Cortex 0.35's client returned them (reshape with the
+        shape you know; string tensors come back as str). Raises ModelNotFoundError (answered with
+        404) for an unknown model or version.
         """
         version = "latest" if model_version is None else model_version
         servable: Servable = self._registry.get(model_name, version)

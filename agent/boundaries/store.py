@@ -5,17 +5,25 @@ so `load_model(path)` only ever sees whole folders. Each (version, fingerprint) 
 folder, so a folder is never modified after it is loaded: an in-place update in S3 becomes a
 new folder, and the old one is removed once nothing serves it. The folder's name is a layout
 choice (`folder_name`): `<version>-<fingerprint>` by default; TF Serving needs integer names.
+
+With `record=True` (TF Serving's folder, which outlives the agent) each folder also holds a small
+record of the version and fingerprint it was downloaded for, so that a restarted agent can take
+over the folders TF Serving still serves instead of downloading them again (`recorded`). A loader
+that still needs a folder (TF Serving has not reported it unloaded) says so through `in_use`:
+removing it then waits for `sweep`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent.domain.errors import TemporaryError
@@ -23,6 +31,7 @@ from agent.domain.errors import TemporaryError
 log = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".partial-"
+RECORD = ".reloader-version.json"  # inside a version folder: what it was downloaded for
 
 # (model, version, fingerprint) -> the name of that download's folder under the model's folder
 FolderName = Callable[[str, int, str], str]
@@ -32,16 +41,43 @@ def version_and_fingerprint(model: str, version: int, fingerprint: str) -> str:
     return f"{version}-{fingerprint[:12]}"
 
 
+@dataclass(frozen=True)
+class StoredVersion:
+    """A version folder a previous run left, with what its record says it holds."""
+
+    model: str
+    version: int
+    fingerprint: str
+    folder: Path
+
+
 class ModelStore:
     def __init__(
-        self, root: Path, folder_name: FolderName = version_and_fingerprint, retire_after: float = 0.0
+        self,
+        root: Path,
+        folder_name: FolderName = version_and_fingerprint,
+        retire_after: float = 0.0,
+        record: bool = False,
     ) -> None:
         self.root = root
         self._folder_name = folder_name
         self._retire_after = retire_after
+        self._record = record
+        self._lock = threading.Lock()
+        self._installed: dict[tuple[str, int, str], Path] = {}  # (model, version, fingerprint) -> its folder
+        self._deferred: set[Path] = set()  # removals that wait until the folder is no longer in use
+        self.in_use: Callable[[Path], bool] = lambda _: False
 
     def folder(self, model: str, version: int, fingerprint: str) -> Path:
-        return self.root / model / self._folder_name(model, version, fingerprint)
+        """The folder of that content: the one installed (or adopted) before, else a new name."""
+        with self._lock:
+            known = self._installed.get((model, version, fingerprint))
+        if known is not None and known.is_dir():
+            return known
+        folder = self.root / model / self._folder_name(model, version, fingerprint)
+        while self._record and folder.exists():  # a number a previous run used (its clock was ahead): the next
+            folder = self.root / model / self._folder_name(model, version, fingerprint)
+        return folder
 
     def install(self, model: str, version: int, fingerprint: str, fill: Callable[[Path], None]) -> Path:
         """Fill a temporary folder with `fill(folder)`, then rename it into place; return the final folder."""
@@ -53,20 +89,45 @@ class ModelStore:
         temporary.mkdir()
         try:
             fill(temporary)
+            if self._record:
+                record = {"model": model, "version": version, "fingerprint": fingerprint}
+                (temporary / RECORD).write_text(json.dumps(record))
             os.rename(temporary, final)
         except OSError as error:
             raise TemporaryError(f"cannot write {final}: {error}") from error
         finally:
             if temporary.exists():
                 shutil.rmtree(temporary, ignore_errors=True)
+        with self._lock:
+            self._installed[(model, version, fingerprint)] = final
+            superseded = [
+                path for (m, v, f), path in self._installed.items() if (m, v) == (model, version) and f != fingerprint
+            ]
+        if self._record:  # e.g. a download kept for a retry, then changed in S3: goes once no longer in use
+            for path in superseded:
+                self.remove(path)
         return final
 
     def remove(self, folder: Path) -> None:
-        """Remove a version's folder (and its model's folder once empty)."""
-        if folder.is_relative_to(self.root):
-            shutil.rmtree(folder, ignore_errors=True)
-            with contextlib.suppress(OSError):  # other versions are still there
-                folder.parent.rmdir()
+        """Remove a version's folder (and its model's folder once empty); later if it is still `in_use`."""
+        if not folder.is_relative_to(self.root):
+            return
+        with self._lock:
+            self._installed = {key: path for key, path in self._installed.items() if path != folder}
+            if self.in_use(folder):
+                self._deferred.add(folder)
+                return
+            self._deferred.discard(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # other versions are still there
+            folder.parent.rmdir()
+
+    def sweep(self) -> None:
+        """Remove the folders whose removal waited until they were no longer in use."""
+        with self._lock:
+            deferred = list(self._deferred)
+        for folder in deferred:
+            self.remove(folder)
 
     def retire(self, folder: Path) -> None:
         """Remove the folder of a version that just stopped serving, once requests that started on it
@@ -78,6 +139,22 @@ class ModelStore:
         timer.daemon = True
         timer.start()
 
+    def recorded(self) -> list[StoredVersion]:
+        """The complete version folders a previous run left with a record, which `folder` now reuses."""
+        found = []
+        for model in sorted(self.root.iterdir()) if self.root.is_dir() else ():
+            for entry in sorted(model.iterdir()) if model.is_dir() else ():
+                try:
+                    record = json.loads((entry / RECORD).read_text())
+                    stored = StoredVersion(model.name, int(record["version"]), str(record["fingerprint"]), entry)
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue  # not a folder of ours, or a partial download
+                if record.get("model") == model.name and not entry.name.startswith(TEMP_PREFIX):
+                    found.append(stored)
+                    with self._lock:
+                        self._installed[(stored.model, stored.version, stored.fingerprint)] = entry
+        return found
+
     def clean(self, keep: Callable[[Path], bool] = lambda _: False) -> None:
         """Remove partial downloads left by a crash, and version folders `keep` does not claim."""
         if not self.root.is_dir():
@@ -88,4 +165,6 @@ class ModelStore:
             for entry in model.iterdir():
                 if entry.name.startswith(TEMP_PREFIX) or not keep(entry):
                     log.info("removing stale store entry %s", entry)
+                    with self._lock:
+                        self._installed = {key: path for key, path in self._installed.items() if path != entry}
                     shutil.rmtree(entry, ignore_errors=True)

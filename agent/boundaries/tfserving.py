@@ -60,11 +60,12 @@ class TFServing:
         self._rpc_timeout = rpc_timeout
         self._predict_timeout = predict_timeout
 
-    def reload_config(self, entries: Sequence[ModelEntry]) -> None:
+    def reload_config(self, entries: Sequence[ModelEntry], timeout: float | None = None) -> None:
         """Replace TF Serving's whole model config; what `entries` omits is unloaded.
 
         TF Serving answers once the config is applied, but for models new to it only once they are
-        loaded: a deadline then raises ReloadUnconfirmedError, and the version states tell the outcome.
+        loaded (holding its config lock meanwhile): a deadline (`timeout`, default the RPC timeout)
+        then raises ReloadUnconfirmedError, and the version states tell the outcome.
         """
         request = model_management_pb2.ReloadConfigRequest()
         config_list = request.config.model_config_list
@@ -74,7 +75,7 @@ class TFServing:
             model.model_version_policy.specific.versions.extend(entry.versions)
         what = f"reloading TF Serving's config ({len(entries)} model(s))"
         with _translated(what, {"DEADLINE_EXCEEDED": ReloadUnconfirmedError}):
-            response = self._models.HandleReloadConfigRequest(request, timeout=self._rpc_timeout)
+            response = self._models.HandleReloadConfigRequest(request, timeout=timeout or self._rpc_timeout)
         if response.status.error_code != 0:
             code = _code_name(response.status.error_code)
             message = f"{what}: {code}: {response.status.error_message}"
@@ -115,8 +116,8 @@ class TFServing:
     def predict(self, servable: Servable, model_input: Any) -> dict[str, Any]:
         """Run the servable's signature on `model_input` (input name -> value); return output name -> value.
 
-        Values are cast to the signature's input types, as Cortex did; outputs come back as
-        (nested) lists, strings decoded. VersionGoneError when TF Serving no longer has the version.
+        Values are cast to the signature's input types, as Cortex did; each output comes back as the
+        flat list of its values, strings decoded. VersionGoneError when TF Serving no longer has the version.
         """
         where = f"model {servable.model!r} version {servable.version}"
         request = predict_pb2.PredictRequest()

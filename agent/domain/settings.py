@@ -63,18 +63,23 @@ class ReloadingSettings(BaseSettings):
     )
     # -- TensorFlow Serving (handler.type: tensorflow) --------------------------------------
     tfserving_address: str = Field(
-        "127.0.0.1:9000", min_length=1, description="TF Serving's gRPC address, host:port (its --port)."
+        "127.0.0.1:9000",
+        min_length=1,
+        description="TF Serving's gRPC address, host:port (its --port; TF Serving's own default is 8500).",
     )
     tfserving_model_dir: str | None = Field(
         None,
         description="model_dir as TF Serving sees it, when it runs in another container with the folder "
-        "mounted elsewhere (model M's base_path is <this>/M). Default: model_dir itself.",
+        "mounted elsewhere (model M's base_path is <this>/M); an absolute path. Default: model_dir itself.",
     )
     tfserving_rpc_timeout: float = Field(
         30.0, gt=0, description="Deadline, in seconds, of each config reload, status and metadata call."
     )
     tfserving_load_timeout: float = Field(
-        300.0, gt=0, description="Seconds a version may take to become AVAILABLE (or to unload) in TF Serving."
+        300.0,
+        gt=0,
+        description="Seconds a version may take to become AVAILABLE in TF Serving; also added to the deadline "
+        "of a config reload that adds a model (TF Serving answers it once the model loaded).",
     )
     tfserving_predict_timeout: float = Field(60.0, gt=0, description="Deadline, in seconds, of one Predict call.")
     tfserving_watch_interval: float = Field(
@@ -89,6 +94,13 @@ class ReloadingSettings(BaseSettings):
         if self.queue_url and self.topic_arn:
             raise ValueError("expected queue_url (one queue) or topic_arn (a queue per replica), found both")
         return self
+
+    @field_validator("tfserving_model_dir")
+    @classmethod
+    def _absolute_for_tf_serving(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"expected an absolute path (TF Serving resolves base paths on its own), found {value!r}")
+        return value
 
     @field_validator("ready_marker")
     @classmethod

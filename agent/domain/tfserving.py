@@ -82,11 +82,22 @@ def is_unloaded(states: Mapping[int, VersionState], version: int) -> bool:
     return status is None or status.state == "END"
 
 
+LIVE_STATES = ("START", "LOADING", "AVAILABLE")
+
+
 def lost_versions(confirmed: Iterable[int], states: Mapping[int, VersionState]) -> list[int]:
     """Versions that were AVAILABLE and that TF Serving no longer serves nor loads (e.g. after a restart)."""
     return sorted(
         version for version in confirmed if version not in states or states[version].state in ("UNLOADING", "END")
     )
+
+
+def extra_versions(desired: Iterable[int], leaving: Iterable[int], states: Mapping[int, VersionState]) -> list[int]:
+    """Versions TF Serving serves or loads that the config does not name, other than those just dropped
+    (`leaving`: TF Serving unloads them in a moment). A late config call applied after a newer one
+    (TF Serving serialises reloads, but not in the order they were sent) leaves such versions."""
+    expected = set(desired) | set(leaving)
+    return sorted(v for v, status in states.items() if status.state in LIVE_STATES and v not in expected)
 
 
 def choose_signature(signatures: Mapping[str, Mapping[str, int]], configured: str | None, where: str) -> str:

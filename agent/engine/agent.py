@@ -11,7 +11,7 @@ from agent.boundaries.store import ModelStore
 from agent.domain.routing import ModelSet
 from agent.domain.settings import ReloadingSettings
 from agent.domain.versions import CompletenessCheck
-from agent.engine.loaders import Loader
+from agent.engine.loaders import Loader, Resuming
 from agent.engine.reconciler import Outcome, Reconciler
 from agent.engine.registry import Registry
 from agent.engine.scanner import PeriodicScan, Scanner
@@ -46,6 +46,7 @@ class Agent:
         self.registry = registry
         self.metrics = metrics or Metrics()
         self.store = store
+        self.loader = loader
         self.workers: ModelWorkers[Outcome] = ModelWorkers(self._reconcile, settings.workers)
         self.reconciler = Reconciler(
             models, objects, store, loader, registry, settings, self.metrics, self.workers.at, completeness
@@ -63,7 +64,10 @@ class Agent:
         return self._periodic.first_scan_done.wait(timeout)
 
     def start(self) -> None:
-        self.store.clean()  # nothing is loaded yet: whatever a previous run left is stale
+        if isinstance(self.loader, Resuming):
+            self.loader.resume()  # TF Serving kept serving: take over its folders rather than clean them
+        else:
+            self.store.clean()  # nothing is loaded yet: whatever a previous run left is stale
         for source in self.event_sources:
             source.start()
         self._periodic.start()
@@ -80,5 +84,7 @@ class Agent:
 
     def _after_first_scan(self) -> None:
         self._periodic.first_scan_done.wait()
+        if isinstance(self.loader, Resuming):
+            self.loader.resumed()
         self.reconciler.count_drift = self.settings.event_driven
         log.info("initial scan done: %d model(s) loaded", len(self.registry.models()))

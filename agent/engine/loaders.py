@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class Loader(Protocol):
@@ -16,6 +16,17 @@ class Loader(Protocol):
 
         Called after the registry dropped it and before its folder is deleted.
         """
+
+
+@runtime_checkable
+class Resuming(Protocol):
+    """A loader whose versions outlive the agent (TF Serving keeps serving while the agent restarts)."""
+
+    def resume(self) -> None:
+        """Before the first scan: take over what a previous run left, instead of the store being cleaned."""
+
+    def resumed(self) -> None:
+        """After the first scan: let go of what was taken over and not claimed by a load."""
 
 
 class PythonLoader:

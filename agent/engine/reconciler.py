@@ -147,6 +147,8 @@ class Reconciler:
             return self._failed(model, listing, memory, f"download failed: {error}", isinstance(error, TemporaryError))
         try:
             value = self._loader.load(model, version, folder)
+        except TemporaryError as error:  # TF Serving unreachable or slow: keep the download for the retry
+            return self._failed(model, listing, memory, str(error), True)
         except Exception as error:  # the user's load_model: any exception is a failed version
             log.exception("load_model failed for %s version %s", model, version, extra=context)
             self._store.remove(folder)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent.domain.errors import ModelNotFoundError
+from agent.domain.tfserving import Servable
 
 State = Literal["loading", "ready", "failed", "waiting"]
 
@@ -97,6 +98,7 @@ class Registry:
                             "error": s.error,
                             "loaded_at": s.loaded_at,
                             "attempts": s.attempts,
+                            **_tfserving_version(served.get(v)),
                         }
                         for v, s in sorted(status.versions.items())
                     },
@@ -179,6 +181,13 @@ class Registry:
         if self._single is not None:
             return self._single
         raise ModelNotFoundError(f"model_name is required: this API serves several models {sorted(self._served)}")
+
+
+def _tfserving_version(served: Served | None) -> dict[str, int]:
+    """For a TensorFlow model: the version number TF Serving serves it as (its direct clients name that one)."""
+    if served is not None and isinstance(served.value, Servable):
+        return {"tfserving_version": served.value.internal_version}
+    return {}
 
 
 def parse_version(version: int | str | None) -> int | None:

@@ -5,8 +5,14 @@
 or END with an error (a failed version). `unload` drops a version, sends, and waits until TF
 Serving reports it unloaded, so the reconciler may then delete its folder. Workers load
 different models in parallel, so config calls are serialised by one lock and each carries the
-whole desired state. A watchdog sends the config again when TF Serving no longer serves what it
-had loaded (it restarted) or when a change could not be sent.
+whole desired state; a call that adds a model new to TF Serving has a deadline covering the
+load timeout, as TF Serving answers it only once the model loaded (and keeps applying a call
+whose caller gave up). A watchdog compares what TF Serving serves with the config and sends it
+again when they differ: TF Serving restarted, missed a change, or applied a late call.
+
+A folder is removed only once TF Serving reports its version unloaded (`in_use`, `ModelStore.sweep`).
+An agent restart leaves TF Serving serving: `resume` takes over the folders it serves, so the
+first config names them all, and `resumed` drops those the first scan did not claim.
 """
 
 from __future__ import annotations
@@ -15,17 +21,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
+from agent.boundaries.store import ModelStore
 from agent.domain.errors import PermanentError, ReloaderError, ReloadUnconfirmedError, TemporaryError
 from agent.domain.routing import ModelSet
 from agent.domain.settings import ReloadingSettings
 from agent.domain.tfserving import (
+    LIVE_STATES,
     ModelEntry,
     Servable,
     VersionState,
     choose_signature,
+    extra_versions,
     is_unloaded,
     load_progress,
     lost_versions,
@@ -38,16 +48,20 @@ log = logging.getLogger(__name__)
 
 FIRST_POLL = 0.02  # seconds before the first status poll; doubled up to LAST_POLL
 LAST_POLL = 0.5
+RESUME_MARGIN = 1.0  # seconds beyond the settle window that versions taken over at start may take to be claimed
 
 
 class TFServingAPI(Protocol):
     """What the loader needs of TF Serving (agent.boundaries.tfserving.TFServing, or a test's fake)."""
 
-    def reload_config(self, entries: Sequence[ModelEntry]) -> None: ...
+    def reload_config(self, entries: Sequence[ModelEntry], timeout: float | None = None) -> None: ...
 
     def model_status(self, model: str) -> dict[int, VersionState]: ...
 
     def signatures(self, model: str, version: int) -> dict[str, dict[str, int]]: ...
+
+
+Key = tuple[str, int]  # (model, internal version)
 
 
 class TFServingLoader:
@@ -59,6 +73,7 @@ class TFServingLoader:
         settings: ReloadingSettings,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
+        store: ModelStore | None = None,
     ) -> None:
         self._tfserving = tfserving
         self._models = models
@@ -66,10 +81,16 @@ class TFServingLoader:
         self._settings = settings
         self._metrics = metrics or Metrics()
         self._clock = clock
-        self._lock = threading.Lock()  # serialises config calls and guards the sets below
+        self._store = store
+        self._sending = threading.RLock()  # serialises config calls (held across the call)
+        self._lock = threading.Lock()  # guards the sets below, never held across a call
+        self._claimed = threading.Condition(self._lock)  # a load claimed a version taken over at start
         self._desired: dict[str, set[int]] = {}  # internal versions TF Serving should serve, per model
         self._confirmed: dict[str, set[int]] = {}  # those it reported AVAILABLE
-        self._unsent = False  # the last config change did not reach TF Serving
+        self._leaving: dict[Key, float] = {}  # dropped from the config, not yet seen unloaded: when dropped
+        self._adopted: dict[Key, Path] = {}  # taken over at start, not yet claimed by a load
+        self._sent: tuple[ModelEntry, ...] | None = None  # the config TF Serving last took; None: unknown
+        self._missed = False  # the last config call failed: TF Serving may not have the config
         self._stop = threading.Event()  # set by stop(): loads being awaited give up
         self._watchdog = Repeat("tfserving-watchdog", self._watch, lambda: settings.tfserving_watch_interval)
         self._reachability = StateLog(log, "TF Serving does not answer: %s", "TF Serving answers again")
@@ -112,65 +133,164 @@ class TFServingLoader:
     def unload(self, model: str, version: int, value: Servable) -> None:
         internal = value.internal_version
         self._withdraw(model, internal)
-        try:
-            self._await(model, lambda states: is_unloaded(states, internal), "unloaded")
+        try:  # not for long: the folder stays until TF Serving reports it unloaded, whenever that is
+            self._await(model, partial(_unloaded, internal), "unloaded", self._settings.tfserving_rpc_timeout)
         except ReloaderError as error:
             log.warning(
-                "TF Serving did not confirm that it unloaded version %s: %s; its folder goes anyway",
+                "TF Serving did not confirm that it unloaded version %s: %s; its folder stays until it does",
                 internal,
                 error,
                 extra={"model": model, "version": version},
             )
+        else:
+            with self._lock:
+                self._leaving.pop((model, internal), None)
+
+    def in_use(self, folder: Path) -> bool:
+        """Whether TF Serving may still read `folder` (`<model>/<internal>`): the store keeps it until not."""
+        if not folder.name.isdigit():
+            return False
+        model, internal = folder.parent.name, int(folder.name)
+        with self._lock:
+            return (model, internal) in self._leaving or internal in self._desired.get(model, ())
+
+    # -- an agent restart --------------------------------------------------------------------
+    def resume(self) -> None:
+        """Before the first scan: take over the folders a previous run left that TF Serving still serves
+        (or loads), so that the first config keeps them; remove the others."""
+        if self._store is None:
+            return
+        stored = [item for item in self._store.recorded() if item.folder.name.isdigit()]
+        adopted: dict[Key, Path] = {}
+        available: set[Key] = set()
+        for model in sorted({item.model for item in stored}):
+            try:
+                states: dict[int, VersionState] | None = self._tfserving.model_status(model)
+            except ReloaderError:
+                states = None  # TF Serving does not answer: it gets the whole config when it does
+            for item in stored:
+                internal = int(item.folder.name)
+                if item.model == model and (states is None or _live(states.get(internal))):
+                    adopted[(model, internal)] = item.folder
+                    if states is not None and states[internal].state == "AVAILABLE":
+                        available.add((model, internal))
+        kept = set(adopted.values())
+        self._store.clean(keep=lambda folder: folder in kept)
+        with self._lock:
+            self._adopted = adopted
+            for model, internal in adopted:
+                self._desired.setdefault(model, set()).add(internal)
+            for model, internal in available:
+                self._confirmed.setdefault(model, set()).add(internal)
+        if adopted:
+            log.info("TF Serving: taking over %d version folder(s) of a previous run", len(adopted))
+
+    def resumed(self) -> None:
+        """After the first scan: drop the versions taken over that no load claimed (S3 changed meanwhile).
+
+        A version uploaded just before the restart loads only after its settle window: wait that long.
+        """
+        settle = 0.0 if self._settings.ready_marker else self._settings.settle
+        with self._claimed:
+            self._claimed.wait_for(lambda: not self._adopted or self._stop.is_set(), timeout=settle + RESUME_MARGIN)
+            dropped, self._adopted = self._adopted, {}
+            for model, internal in dropped:
+                self._forget(model, internal)
+        if not dropped:
+            return
+        log.info("TF Serving: dropping %d version(s) of a previous run that S3 no longer has", len(dropped))
+        self._send_logged(f"without {len(dropped)} version(s) of a previous run")
+        if self._store is not None:
+            for folder in dropped.values():
+                self._store.remove(folder)  # once TF Serving reports it unloaded
 
     # -- the config ------------------------------------------------------------------------
     def _add(self, model: str, internal: int) -> None:
         with self._lock:
             self._desired.setdefault(model, set()).add(internal)
-            try:
-                self._send()
-            except ReloadUnconfirmedError as error:
-                log.warning("%s; the version states will tell", error, extra={"model": model})
-            except ReloaderError:
+            self._leaving.pop((model, internal), None)
+            if self._adopted.pop((model, internal), None) is not None:
+                self._claimed.notify_all()
+        try:
+            self._send()
+        except ReloadUnconfirmedError as error:
+            log.warning("%s; the version states will tell", error, extra={"model": model})
+        except ReloaderError:
+            with self._lock:
                 self._forget(model, internal)
-                raise
+            raise
 
     def _withdraw(self, model: str, internal: int) -> None:
         """Take a version out of the config and send it; a failure is left to the watchdog."""
         with self._lock:
             self._forget(model, internal)
-            try:
-                self._send()
-            except ReloaderError as error:
-                log.warning(
-                    "TF Serving did not take the config without version %s: %s", internal, error, extra={"model": model}
-                )
+        self._send_logged(f"without version {internal} of {model!r}")
 
     def _forget(self, model: str, internal: int) -> None:
+        """Drop a version from the desired and confirmed sets. Call with the lock held."""
+        if internal in self._desired.get(model, ()):
+            self._leaving[(model, internal)] = self._clock()
         for versions in (self._desired, self._confirmed):
             versions.get(model, set()).discard(internal)
             if not versions.get(model, True):
                 del versions[model]
 
-    def _send(self) -> None:
-        """Send the complete desired config. Call with the lock held."""
-        self._unsent = True
-        self._tfserving.reload_config(model_config(self._desired, self._base_path))
-        self._unsent = False
+    def _send(self, force: bool = False) -> None:
+        """Send the complete desired config, unless TF Serving already took that very config (`force`:
+        send it all the same, to a TF Serving that may have lost it: every model may be new to it)."""
+        with self._sending:
+            with self._lock:
+                entries = model_config(self._desired, self._base_path)
+                previous = self._sent
+            if entries == previous and not force:
+                return
+            # TF Serving answers a call that adds a model only once it loaded: wait as long as a load may take.
+            known = {entry.name for entry in previous} if previous is not None else set()
+            adds = force or any(entry.name not in known for entry in entries)
+            timeout = self._settings.tfserving_rpc_timeout
+            if adds:
+                timeout += self._settings.tfserving_load_timeout
+            with self._lock:
+                self._sent, self._missed = None, True
+            self._tfserving.reload_config(entries, timeout=timeout)
+            with self._lock:
+                self._sent, self._missed = entries, False
+
+    def _send_logged(self, what: str) -> None:
+        try:
+            self._send()
+        except ReloaderError as error:
+            log.warning("TF Serving did not take the config %s: %s", what, error)
 
     def _base_path(self, model: str) -> str:
         return f"{self._base_dir}/{model}"
 
-    def _await(self, model: str, done: Callable[[dict[int, VersionState]], bool], what: str) -> dict[int, VersionState]:
-        """Poll the model's version states until `done` holds; TemporaryError after the load timeout."""
-        deadline = self._clock() + self._settings.tfserving_load_timeout
+    def _await(
+        self,
+        model: str,
+        done: Callable[[dict[int, VersionState]], bool],
+        what: str,
+        timeout: float | None = None,
+    ) -> dict[int, VersionState]:
+        """Poll the model's version states until `done` holds; TemporaryError after `timeout` (default
+        the load timeout). A status call that fails for a moment (TF Serving busy or restarting) is
+        tried again until then.
+        """
+        timeout = self._settings.tfserving_load_timeout if timeout is None else timeout
+        deadline = self._clock() + timeout
         interval = FIRST_POLL
         while True:
-            states = self._tfserving.model_status(model)
-            if done(states):
-                return states
+            last_error: TemporaryError | None = None
+            try:
+                states = self._tfserving.model_status(model)
+                if done(states):
+                    return states
+            except TemporaryError as error:
+                last_error = error
             if self._clock() >= deadline:
                 raise TemporaryError(
-                    f"TF Serving: model {model!r} not {what} after {self._settings.tfserving_load_timeout} s"
+                    f"TF Serving: model {model!r} not {what} after {timeout} s"
+                    + (f" (last: {last_error})" if last_error else "")
                 )
             if self._stop.wait(interval):
                 raise TemporaryError(f"stopping while model {model!r} is being {what}")
@@ -178,25 +298,54 @@ class TFServingLoader:
 
     # -- the watchdog ----------------------------------------------------------------------
     def check(self) -> bool:
-        """Send the config again if TF Serving lost versions it had made AVAILABLE (it restarted) or
-        missed the last change. Return whether it was sent."""
-        with self._lock:
-            confirmed = {model: set(versions) for model, versions in self._confirmed.items()}
-            unsent = self._unsent
-        lost: dict[str, list[int]] = {}
-        for model, versions in sorted(confirmed.items()):
-            missing = lost_versions(versions, self._tfserving.model_status(model))
-            if missing:
-                lost[model] = missing
-                break  # one is enough: the whole config goes again
-        if not lost and not unsent:
+        """Send the config again if what TF Serving serves differs from it: versions it lost (it
+        restarted), versions it serves that the config omits (a late call), or a change it missed.
+        Return whether it was sent."""
+        if self._drift() is None:
+            self._note_unloaded()
             return False
-        why = f"it lost {lost}" if lost else "it missed the last config change"
-        log.warning("TF Serving: %s; sending the whole config again", why)
-        with self._lock:
-            self._send()
+        with self._sending:  # no config call in between: look again, then send
+            why = self._drift()
+            if why is None:
+                return False
+            log.warning("TF Serving: %s; sending the whole config again", why)
+            self._send(force=True)
         self._metrics.tfserving_resends.inc()
         return True
+
+    def _drift(self) -> str | None:
+        """Why TF Serving's versions differ from the config, or None when they agree."""
+        with self._lock:
+            desired = {model: set(versions) for model, versions in self._desired.items()}
+            confirmed = {model: set(versions) for model, versions in self._confirmed.items()}
+            grace = self._clock() - self._settings.tfserving_load_timeout
+            leaving = {key for key, since in self._leaving.items() if since > grace}
+            missed = self._missed
+        if missed:
+            return "it missed the last config change"
+        models = set(desired) | set(confirmed) | {model for model, _ in leaving}
+        for model in sorted(models):
+            states = self._tfserving.model_status(model)
+            lost = lost_versions(confirmed.get(model, ()), states)
+            if lost:
+                return f"it lost versions {lost} of {model!r}"
+            extra = extra_versions(desired.get(model, ()), {v for m, v in leaving if m == model}, states)
+            if extra:
+                return f"it serves versions {extra} of {model!r} that the config omits"
+        return None
+
+    def _note_unloaded(self) -> None:
+        """Forget the dropped versions TF Serving reports unloaded, and remove their folders."""
+        with self._lock:
+            leaving = list(self._leaving)
+        for model in sorted({model for model, _ in leaving}):
+            states = self._tfserving.model_status(model)
+            with self._lock:
+                for key in leaving:
+                    if key[0] == model and is_unloaded(states, key[1]):
+                        self._leaving.pop(key, None)
+        if self._store is not None:
+            self._store.sweep()
 
     def _watch(self) -> None:
         try:
@@ -205,3 +354,11 @@ class TFServingLoader:
             self._reachability(str(error))
         else:
             self._reachability(None)
+
+
+def _unloaded(internal: int, states: dict[int, VersionState]) -> bool:
+    return is_unloaded(states, internal)
+
+
+def _live(status: VersionState | None) -> bool:
+    return status is not None and status.state in LIVE_STATES

@@ -132,6 +132,69 @@ class Traffic:
                     self.answers.append(answer)
 
 
+class DirectTraffic:
+    """Threads that predict with TF Serving itself, as the clients of a sidecar agent's TF Serving do."""
+
+    def __init__(self, tfserving: TFServingProcess, models: list[str]) -> None:
+        self._tfserving = tfserving
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(model,), daemon=True) for model in models]
+        self.answers: list[tuple[str, Any]] = []  # (model, y or the error)
+
+    def __enter__(self) -> DirectTraffic:
+        for thread in self._threads:
+            thread.start()
+        wait_until(lambda: len(self.answers) >= len(self._threads), what="traffic flowing")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def failures(self) -> list[tuple[str, Any]]:
+        return [answer for answer in self.answers if isinstance(answer[1], Exception)]
+
+    def _run(self, model: str) -> None:
+        while not self._stop.is_set():
+            try:
+                self.answers.append((model, self._tfserving.predict(model, INPUT)))
+            except Exception as error:  # any failure counts
+                self.answers.append((model, error))
+
+
+def test_restarting_the_agent_keeps_tf_serving_serving(serve, tfserving, s3_client, bucket, tmp_path):
+    # GIVEN two models kept in TF Serving by `reloader agent` (a sidecar), and clients of TF Serving itself
+    models = SavedModels(s3_client, bucket, tmp_path)
+    models.put("models/one", 1, scale=1.0)
+    models.put("models/two", 1, scale=2.0)
+    model_dir = tmp_path / "models"
+    api = tf_api({"dir": f"s3://{bucket}/models"})
+    agent = start(serve, tfserving, model_dir, api, "agent")
+    served = {model: tfserving.available(model) for model in ("one", "two")}
+    assert all(len(versions) == 1 for versions in served.values())
+    # (/models shows the version number TF Serving serves each as: the one its direct clients ask for)
+    assert agent.version("one")["versions"]["1"]["tfserving_version"] == served["one"][0]
+    configs = tfserving.configs()
+    folders = {model: internal_folders(model_dir, model) for model in served}
+
+    with DirectTraffic(tfserving, ["one", "two"]) as traffic:
+        # WHEN the agent stops and starts again (TF Serving keeps running)
+        agent.stop()
+        restarted = start(serve, tfserving, model_dir, api, "agent")
+        answered = len(traffic.answers)
+        wait_until(lambda: len(traffic.answers) > answered + 10, what="predictions after the restart")
+        wait_until(lambda: restarted.version("two")["loaded"] == [1])
+
+    # THEN no prediction failed, nothing was loaded again, and the folders were taken over
+    assert traffic.failures() == []
+    assert {model: tfserving.available(model) for model in served} == served
+    assert {model: internal_folders(model_dir, model) for model in served} == folders
+    # AND the restarted agent sent one config, the one TF Serving already served
+    assert tfserving.configs()[len(configs) :] == [configs[-1]]
+    assert {str(model) for model in configs[-1]} >= {"one", "two"}
+
+
 def test_a_new_version_serves_once_available_and_removing_it_falls_back(serve, tfserving, s3_client, bucket, tmp_path):
     # GIVEN version 1 of a SavedModel, served through TF Serving
     models = SavedModels(s3_client, bucket, tmp_path)
@@ -280,3 +343,24 @@ def _import(path: Path) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.mark.parametrize(
+    ("reloading", "expected"),
+    [
+        pytest.param({}, ["reloading.model_dir", "RELOADER_MODEL_DIR", "TF Serving"], id="no-model-dir"),
+        pytest.param(
+            {"model_dir": "/tmp/shared", "tfserving_model_dir": "models"},
+            ["tfserving_model_dir", "absolute path", "'models'"],
+            id="relative-tfserving-model-dir",
+        ),
+    ],
+)
+def test_the_agent_alone_needs_the_folder_it_shares_with_tf_serving(serve, bucket, reloading, expected):
+    # GIVEN a TensorFlow spec without a model folder TF Serving can read
+    api = tf_api({"path": f"s3://{bucket}/models/scaler"}, reloading=reloading)
+    # WHEN `reloader agent` runs on it THEN it refuses with status 2, naming the setting
+    result = serve.run("agent", str(serve.spec(api)))
+    assert result.returncode == 2, result.stderr
+    assert all(text in result.stderr for text in expected), result.stderr
+    assert "Traceback" not in result.stderr

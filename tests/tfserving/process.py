@@ -96,10 +96,16 @@ class TFServingProcess:
 
     def events(self, model: str | None = None) -> list[dict[str, Any]]:
         """State changes so far, oldest first."""
+        return [line for line in self._lines() if "state" in line and (model is None or line["model"] == model)]
+
+    def configs(self) -> list[dict[str, list[int]]]:
+        """Every config it was sent (model -> versions), oldest first."""
+        return [line["config"] for line in self._lines() if "config" in line]
+
+    def _lines(self) -> list[dict[str, Any]]:
         if not self.events_path.exists():
             return []
-        lines = [json.loads(line) for line in self.events_path.read_text().splitlines() if line]
-        return [line for line in lines if model is None or line["model"] == model]
+        return [json.loads(line) for line in self.events_path.read_text().splitlines() if line]
 
     def _answers(self) -> bool:
         if self.process is not None and self.process.poll() is not None:

@@ -4,7 +4,8 @@ generated code, loading SavedModels with TensorFlow, so predictions are real.
 It behaves as TF Serving does where the agent depends on it:
 - HandleReloadConfigRequest replaces the whole config (only `specific` version policies); it
   answers once the models new to it have a version AVAILABLE, or with an error when they fail,
-  as ServerCore::ReloadConfig does;
+  holding its config lock meanwhile, as ServerCore::ReloadConfig does (so a call whose caller
+  gave up still runs to its end, and the calls waiting for the lock run in no particular order);
 - a poller, TF Serving's file-system polling, loads the configured versions whose folder exists
   and unloads those the config or the disk no longer has;
 - a version goes START -> LOADING -> AVAILABLE after `--load-delay` seconds (or END with an error
@@ -14,7 +15,7 @@ It behaves as TF Serving does where the agent depends on it:
 
 It runs as its own process (`python -m tests.tfserving.server --port N`), so a test can kill it
 and start it again, empty, as a restarted TF Serving is. Each state change is appended to
-`--events` as a JSON line with its wall-clock time.
+`--events` as a JSON line with its wall-clock time, and so is each config it is sent.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class FakeTFServing(model_service_pb2_grpc.ModelServiceServicer, prediction_serv
         self._poll_interval = poll_interval
         self._events = events
         self._changed = threading.Condition()
+        self._reloading = threading.Lock()  # ServerCore's config_mu_: held until the new models are available
         self._config: dict[str, tuple[str, set[int]]] = {}  # model -> (base path, versions)
         self._versions: dict[tuple[str, int], Version] = {}
         self._loads = futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="load")
@@ -83,11 +85,13 @@ class FakeTFServing(model_service_pb2_grpc.ModelServiceServicer, prediction_serv
                     INVALID_ARGUMENT_CODE, f"{entry.name}: this fake knows the specific policy only"
                 )
             config[entry.name] = (entry.base_path, set(policy.specific.versions))
-        with self._changed:
-            new_models = set(config) - set(self._config)
-            self._config = config
-        self.poll()
-        failed = self._await_new_models(new_models)
+        with self._reloading:
+            with self._changed:
+                new_models = set(config) - set(self._config)
+                self._config = config
+                self._record({"config": {name: sorted(versions) for name, (_, versions) in config.items()}})
+            self.poll()
+            failed = self._await_new_models(new_models)
         if failed:
             return _reload_response(UNKNOWN_CODE, f"{len(failed)} model(s) did not become available: {failed}")
         return _reload_response(0, "")
@@ -210,12 +214,16 @@ class FakeTFServing(model_service_pb2_grpc.ModelServiceServicer, prediction_serv
         """Record a state change (call with the lock held)."""
         self._versions[key] = version
         self._changed.notify_all()
+        line: dict[str, Any] = {"model": key[0], "version": key[1], "state": States.State.Name(version.state)}
+        if version.error:
+            line["error"] = version.error
+        self._record(line)
+
+    def _record(self, line: dict[str, Any]) -> None:
+        """Append an event with its wall-clock time (call with the lock held)."""
         if self._events is not None:
-            line = {"t": time.time(), "model": key[0], "version": key[1], "state": States.State.Name(version.state)}
-            if version.error:
-                line["error"] = version.error
             with self._events.open("a") as file:
-                file.write(json.dumps(line) + "\n")
+                file.write(json.dumps({"t": time.time(), **line}) + "\n")
 
 
 def _signature_defs(folder: Path) -> Any:

@@ -135,3 +135,41 @@ def test_choosing_among_several_apis(tmp_path):
     assert load_spec(path, "other").api.name == "other"
     with pytest.raises(SpecError, match="expected an API named 'nope'"):
         load_spec(path, "nope")
+
+
+def tensorflow_api(models: dict) -> dict:
+    return {"name": "tf", "kind": "RealtimeAPI", "handler": {"type": "tensorflow", "path": "h.py", "models": models}}
+
+
+@pytest.mark.parametrize(
+    ("models", "expected"),
+    [
+        pytest.param(
+            {
+                "paths": [
+                    {"name": "a", "path": "s3://b/a", "signature_key": "entry"},
+                    {"name": "b", "path": "s3://b/b"},
+                ],
+                "signature_key": "top",
+            },
+            {"a": "entry", "b": "top"},
+            id="paths-entry-beats-top-level",
+        ),
+        pytest.param(
+            {"paths": [{"name": "a", "path": "s3://b/a", "signature_key": "entry"}, {"name": "b", "path": "s3://b/b"}]},
+            {"a": "entry", "b": None},
+            id="paths-without-top-level",
+        ),
+        pytest.param({"dir": "s3://b/models", "signature_key": "top"}, {"a": "top", "b": "top"}, id="dir-inherits"),
+        pytest.param({"path": "s3://b/tf", "signature_key": "top"}, {"tf": "top"}, id="path"),
+    ],
+)
+def test_tensorflow_signature_keys_come_from_the_entry_else_the_top_level(tmp_path, models, expected):
+    model_set = load_spec(write(tmp_path, [tensorflow_api(models)])).models
+    assert model_set is not None
+    found = {}
+    for name in expected:
+        source = model_set.source(name)
+        assert source is not None, name
+        found[name] = source.signature_key
+    assert found == expected

@@ -27,6 +27,7 @@ class RecordingTFServing:
 
     def __init__(self) -> None:
         self.configs: list[dict[str, tuple[int, ...]]] = []
+        self.timeouts: list[float | None] = []
         self.states: dict[str, dict[int, VersionState]] = {}
         self.broken: set[int] = set()
         self.stuck: set[int] = set()  # stay LOADING
@@ -36,7 +37,8 @@ class RecordingTFServing:
         self.overlapping_calls = 0
         self._guard = threading.Lock()
 
-    def reload_config(self, entries: Sequence[ModelEntry]) -> None:
+    def reload_config(self, entries: Sequence[ModelEntry], timeout: float | None = None) -> None:
+        self.timeouts.append(timeout)
         with self._guard:
             self._calls += 1
             if self._calls > 1:
@@ -118,7 +120,7 @@ def test_the_base_path_is_the_model_folder_as_tf_serving_sees_it():
     entries: list[Sequence[ModelEntry]] = []
     tfserving = RecordingTFServing()
     original = tfserving.reload_config
-    tfserving.reload_config = lambda sent: (entries.append(sent), original(sent))[1]  # type: ignore[method-assign]
+    tfserving.reload_config = lambda sent, timeout=None: (entries.append(sent), original(sent))[1]  # type: ignore[method-assign]
     loader_for(tfserving).load("a", 1, Path("/store/a/100"))
     assert entries[-1] == (ModelEntry("a", "/tf/models/a", (100,)),)
 
@@ -239,3 +241,91 @@ def test_stopping_ends_a_load_that_waits_for_tf_serving():
     assert not worker.is_alive()
     assert errors and "stopping" in str(errors[0])
     assert tfserving.configs[-1] == {}
+
+
+def test_a_call_that_adds_a_model_waits_as_long_as_a_load_may_take():
+    # GIVEN TF Serving answers a reload that adds a model only once that model loaded (ServerCore::ReloadConfig)
+    tfserving = RecordingTFServing()
+    loader = loader_for(tfserving, tfserving_rpc_timeout=7.0, tfserving_load_timeout=300.0)
+    # WHEN model a loads for the first time, then a second version of it
+    loader.load("a", 1, Path("/store/a/100"))
+    loader.load("a", 2, Path("/store/a/101"))
+    # THEN the first call's deadline covers the load timeout; the second, which adds no model, has the RPC's
+    assert tfserving.timeouts == [307.0, 7.0]
+
+
+def test_waiting_for_a_version_rides_out_a_status_call_that_fails_for_a_moment():
+    # GIVEN TF Serving answers the first status read with UNAVAILABLE (busy, or restarting)
+    tfserving = RecordingTFServing()
+    original = tfserving.model_status
+    failures = [TemporaryError("UNAVAILABLE")]
+
+    def flaky(model: str) -> dict[int, VersionState]:
+        if failures:
+            raise failures.pop()
+        return original(model)
+
+    tfserving.model_status = flaky  # type: ignore[method-assign]
+    # WHEN a version loads THEN the load waits on and succeeds
+    assert loader_for(tfserving).load("a", 1, Path("/store/a/100")).internal_version == 100
+    assert failures == []
+
+
+def test_a_folder_stays_in_use_until_tf_serving_reports_its_version_unloaded():
+    # GIVEN version 100 served, then replaced, and TF Serving slow to unload it (still AVAILABLE)
+    tfserving = RecordingTFServing()
+    loader = loader_for(tfserving, clock=SteppingClock(step=10.0))
+    old = loader.load("a", 1, Path("/store/a/100"))
+    loader.load("a", 1, Path("/store/a/101"))
+    original = tfserving._apply
+    tfserving._apply = lambda entries: tfserving.configs.append({e.name: e.versions for e in entries})  # type: ignore[method-assign]
+    # WHEN it is unloaded and TF Serving does not confirm within the load timeout
+    loader.unload("a", 1, old)
+    # THEN its folder is still in use (the store keeps it); the new one too; others are not
+    assert loader.in_use(Path("/store/a/100")) and loader.in_use(Path("/store/a/101"))
+    assert not loader.in_use(Path("/store/a/99")) and not loader.in_use(Path("/store/a/.partial-1"))
+    # WHEN TF Serving reports it unloaded THEN the watchdog's check lets it go
+    tfserving._apply = original  # type: ignore[method-assign]
+    tfserving.states["a"][100] = VersionState("END")
+    assert loader.check() is False
+    assert not loader.in_use(Path("/store/a/100"))
+
+
+def test_the_watchdog_sends_the_config_again_when_tf_serving_serves_a_version_the_config_omits():
+    # GIVEN version 100 replaced by 101, and 100 unloaded
+    tfserving = RecordingTFServing()
+    loader = loader_for(tfserving)
+    old = loader.load("a", 1, Path("/store/a/100"))
+    loader.load("a", 1, Path("/store/a/101"))
+    loader.unload("a", 1, old)
+    assert loader.check() is False
+    sent = len(tfserving.configs)
+    # WHEN a late config call (one that TF Serving kept applying after the agent gave up) puts 100 back
+    tfserving._apply((ModelEntry("a", "/tf/models/a", (100, 101)),))
+    tfserving.model_status("a")
+    # THEN the check sends the whole config again, and TF Serving serves 101 only
+    assert loader.check() is True
+    assert tfserving.configs[sent + 1 :] == [{"a": (101,)}]
+    assert {v for v, s in tfserving.model_status("a").items() if s.state == "AVAILABLE"} == {101}
+
+
+def test_the_watchdog_looks_again_under_the_lock_before_it_sends():
+    # GIVEN version 100 served, whose unload happens while the watchdog reads TF Serving's states
+    tfserving = RecordingTFServing()
+    loader = loader_for(tfserving)
+    old = loader.load("a", 1, Path("/store/a/100"))
+    loader.load("a", 1, Path("/store/a/101"))
+    original = tfserving.model_status
+    unloading = [True]
+
+    def status_during_an_unload(model: str) -> dict[int, VersionState]:
+        if unloading:
+            unloading.clear()
+            loader.unload("a", 1, old)  # another worker, between the watchdog's snapshot and its read
+        return original(model)
+
+    tfserving.model_status = status_during_an_unload  # type: ignore[method-assign]
+    sent = len(tfserving.configs)
+    # WHEN the watchdog checks THEN it sees that 100 went on purpose, and sends nothing
+    assert loader.check() is False
+    assert len(tfserving.configs) == sent + 1  # the unload's own config only
