@@ -38,6 +38,13 @@ def _folder_name(value: str) -> str:
     return value
 
 
+def _location(value: str | None) -> str | None:
+    """A model path is `s3://bucket/prefix` or a local folder (checked here, resolved later)."""
+    if value is not None:
+        parse_location(value)
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -48,6 +55,7 @@ class ModelPathSpec(_Strict):
     signature_key: str | None = None
 
     _name_is_a_folder_name = field_validator("name")(_folder_name)
+    _path_is_a_location = field_validator("path")(_location)
 
 
 class ModelsSpec(_Strict):
@@ -75,12 +83,7 @@ class ModelsSpec(_Strict):
                 raise ValueError(f"expected unique model names in 'paths', found duplicates: {duplicates}")
         return self
 
-    @field_validator("path", "dir")
-    @classmethod
-    def _location_parses(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_location(value)
-        return value
+    _locations_parse = field_validator("path", "dir")(_location)
 
 
 class HandlerSpec(_Strict):
@@ -224,7 +227,7 @@ def _model_set(api: ApiSpec, spec_dir: Path) -> ModelSet | None:
 def format_validation_error(error: ValidationError, where: str) -> str:
     lines = [f"{where}: invalid spec"]
     for problem in error.errors():
-        field = ".".join(str(part) for part in problem["loc"] if not str(part).startswith("function-"))
+        field = _field_name(problem["loc"])
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             message = "unknown field (Cortex 0.35 has no such field; check its spelling)"
@@ -234,3 +237,14 @@ def format_validation_error(error: ValidationError, where: str) -> str:
             message = f"{message}; found {problem['input']!r}"
         lines.append(f"  {field or '(top level)'}: {message}")
     return "\n".join(lines)
+
+
+def _field_name(location: tuple[int | str, ...]) -> str:
+    """pydantic's error location as the spec's path: `handler.multi_model_reloading.paths[0].path`."""
+    name = ""
+    for part in location:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif not part.startswith("function-"):
+            name += f".{part}" if name else part
+    return name

@@ -86,6 +86,24 @@ def test_a_full_cortex_spec_loads(tmp_path):
             "s3://bucket/prefix",
             id="not-s3",
         ),
+        pytest.param(
+            {"multi_model_reloading": {"paths": [{"name": "m", "path": "http://x/y"}]}},
+            "handler.multi_model_reloading.paths[0].path",
+            "expected s3://bucket/prefix or a local folder, found 'http://x/y'",
+            id="paths-entry-not-s3",
+        ),
+        pytest.param(
+            {"multi_model_reloading": {"paths": [{"name": "a", "path": "s3://b/a"}, {"name": "m", "path": "s3://"}]}},
+            "handler.multi_model_reloading.paths[1].path",
+            "no bucket name",
+            id="paths-entry-without-bucket",
+        ),
+        pytest.param(
+            {"type": "tensorflow", "models": {"paths": [{"name": "m", "path": "s3://b/../x"}]}},
+            "handler.models.paths[0].path",
+            "plain segments",
+            id="tensorflow-paths-entry-with-dots",
+        ),
         pytest.param({"type": "onnx"}, "handler.type", "found 'onnx'", id="unknown-type"),
         pytest.param(
             {"processes_per_replica": 3}, "handler.processes_per_replica", "not supported yet", id="processes"
