@@ -198,7 +198,7 @@ class Models:
 def api_spec(
     models: dict[str, Any], name: str = "test-api", reloading: dict[str, Any] | None = None, **handler: Any
 ) -> dict[str, Any]:
-    """A Cortex RealtimeAPI spec for the test handler."""
+    """A Cortex RealtimeAPI spec for the test handler (a `reloading` value of None leaves that field at its default)."""
     return {
         "name": name,
         "kind": "RealtimeAPI",
@@ -208,7 +208,11 @@ def api_spec(
             "multi_model_reloading": models,
             **handler,
         },
-        "reloading": {"interval": 0.5, "settle": 0, **(reloading or {})},
+        "reloading": {
+            key: value
+            for key, value in {"interval": 0.5, "settle": 0, **(reloading or {})}.items()
+            if value is not None
+        },
     }
 
 

@@ -71,6 +71,7 @@ class Reconciler:
         self._completeness = completeness
         self._clock = clock
         self._memory: dict[str, _ModelMemory] = {}
+        self._settling: dict[str, frozenset[int]] = {}  # read by readiness from another thread
         self.count_drift = False  # set once the initial scan is done, when events are the trigger
 
     def __call__(self, model: str, request: Request) -> Outcome:
@@ -97,7 +98,7 @@ class Reconciler:
         result = plan(listing, loaded, memory.failures, memory.sightings, now, settle)
         memory.sightings = dict(result.sightings)
         self._forget_vanished(model, memory, listing)
-        self._show_waiting(model, listing, loaded)
+        self._show_waiting(model, listing, loaded, result.settling)
         outcome = Outcome(model)
         for action in result.actions:
             if isinstance(action, Load):
@@ -108,6 +109,8 @@ class Reconciler:
                 outcome = _worse(outcome, Outcome(model, changed=True))
         if result.wake_at is not None:
             self._schedule(result.wake_at, model)
+        # published after the loads, so a settled version counts as pending until it is loaded or failed
+        self._settling[model] = result.settling
         self._metrics.versions_loaded.labels(model).set(len(self._registry.loaded(model)))
         return outcome
 
@@ -208,10 +211,21 @@ class Reconciler:
         memory.failures = {v: f for v, f in memory.failures.items() if v in loadable}
         self._registry.prune(model, set(listing.versions))
 
-    def _show_waiting(self, model: str, listing: ModelListing, loaded: dict[int, str]) -> None:
+    def settling(self) -> set[tuple[str, int]]:
+        """(model, version) of the versions waiting for their listing to settle (any thread)."""
+        return {(model, version) for model, versions in list(self._settling.items()) for version in versions}
+
+    def _show_waiting(
+        self, model: str, listing: ModelListing, loaded: dict[int, str], settling: frozenset[int]
+    ) -> None:
         for version, item in listing.versions.items():
-            if item.incomplete and version not in loaded:
+            if version in loaded:
+                continue
+            if item.incomplete:
                 self._registry.set_state(model, version, "waiting", item.fingerprint, item.incomplete)
+            elif version in settling:
+                reason = f"settling: loads once its listing stays unchanged for {self._settings.settle:g} s"
+                self._registry.set_state(model, version, "waiting", item.fingerprint, reason)
 
 
 def _version_location(location: Location, listing: VersionListing) -> Location:

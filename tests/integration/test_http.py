@@ -69,6 +69,24 @@ def test_readyz_waits_for_the_initial_load_and_slow_models_do_not_hold_up_others
     assert server.post({}, model="slow").json()["prediction"] == 1.0
 
 
+def test_readyz_waits_for_versions_still_settling_at_start(serve, s3_client, bucket):
+    # GIVEN a version written just before start, and the default settle window (1 s)
+    Models(s3_client, bucket).put_version("m", 1, tag=1.0)
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading={"settle": None})), wait_ready=False)
+
+    # THEN /models shows it waiting while it settles, and /readyz says not ready meanwhile
+    def settling() -> dict | None:
+        status = server.version("test-api").get("versions", {}).get("1", {})
+        return status if status.get("state") == "waiting" else None
+
+    status = wait_until(settling, interval=0.02, what="version 1 settling")
+    assert status["error"].startswith("settling")
+    # WHEN /readyz answers 200 THEN the version is served at once: no 404 after ready
+    wait_until(lambda: server.http.get("/readyz").status_code == 200, interval=0.02, what="readyz")
+    assert server.post({}).json()["prediction"] == 1.0
+    assert server.version("test-api")["versions"]["1"]["state"] == "ready"
+
+
 def test_push_uploads_a_version_with_its_marker_last_and_status_shows_it(serve, s3_client, bucket, tmp_path):
     # GIVEN a model folder on disk
     folder = tmp_path / "v5"
