@@ -102,16 +102,19 @@ def test_a_key_escaping_the_model_folder_is_refused(serve, s3_client, bucket, tm
     # GIVEN a version whose listing holds a key with '..' segments
     models = Models(s3_client, bucket)
     models.put_version("m", 1, tag=1.0)
-    models.put_version("m", 2, tag=2.0, extra={"../../../../escaped.txt": b"owned"})
-    store = tmp_path / "store"
+    escape = "../../../../escaped.txt"
+    models.put_version("m", 2, tag=2.0, extra={escape: b"owned"})
+    # the store sits deep enough in tmp_path that the key, resolved from anywhere in the store, lands in tmp_path
+    store = tmp_path / "1" / "2" / "3" / "4" / "5" / "store"
     server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading={"model_dir": str(store)})))
-    # THEN version 2 is refused with a clear error, version 1 serves, and nothing was written outside
+    # THEN nothing was written outside the store: not where the key resolves from version 2's folder, nor anywhere
+    assert not (store / "test-api" / "2" / escape).resolve().exists()
+    assert [p for p in tmp_path.rglob("escaped.txt")] == []
+    assert all(p.is_relative_to(store) for p in store.rglob("*"))
+    # and version 2 is refused with a clear error while version 1 serves
     status = server.version("test-api")["versions"]["2"]
     assert status["state"] == "waiting" and "refused" in status["error"] and ".." in status["error"]
     assert prediction(server) == 1.0
-    written = {p.name for p in tmp_path.rglob("escaped.txt")}
-    assert not written
-    assert all(p.is_relative_to(store) for p in store.rglob("*"))
 
 
 def test_requests_never_fail_during_reloads(serve, s3_client, bucket):
