@@ -181,9 +181,12 @@ class Models:
         marker: str | None = None,
         extra: dict[str, bytes] | None = None,
     ) -> None:
-        """Upload a model predicting `tag`; `version` None writes a non-versioned model."""
+        """Upload a model predicting `tag`; `version` None writes a non-versioned model.
+
+        `extra` files go first, in their order, and model.pkl last: with a MANIFEST first, any partial
+        listing of the version fails the handler's completeness check instead of loading."""
         folder = f"{prefix}/{version}/" if version is not None else f"{prefix}/"
-        files = {"model.pkl": tagged_model(tag), **(extra or {})}
+        files = {**(extra or {}), "model.pkl": tagged_model(tag)}
         for name, body in files.items():
             self.s3.put_object(Bucket=self.bucket, Key=folder + name, Body=body)
         if marker:

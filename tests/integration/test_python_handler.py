@@ -120,13 +120,16 @@ def test_a_key_escaping_the_model_folder_is_refused(serve, s3_client, bucket, tm
 def test_requests_never_fail_during_reloads(serve, s3_client, bucket):
     import threading
 
-    # GIVEN a served model whose versions hold several files (a manifest the handler checks)
+    # GIVEN a served model whose versions hold several files, uploaded MANIFEST first and the ready marker
+    # last: the handler refuses a folder missing a file the MANIFEST names, so loading a partial listing
+    # would show as a failed load
     models = Models(s3_client, bucket)
     parts = {f"part-{i}.bin": bytes(20_000) for i in range(5)}
     manifest = {"MANIFEST": " ".join(parts).encode(), **parts}
-    models.put_version("m", 1, tag=1.0, extra=manifest)
+    models.put_version("m", 1, tag=1.0, extra=manifest, marker="_READY")
+    reloading = {"interval": 0.05, "ready_marker": "_READY"}
     server = serve.start(
-        serve.spec(api_spec({"path": f"s3://{bucket}/m"}, threads_per_process=4, reloading={"interval": 0.2}))
+        serve.spec(api_spec({"path": f"s3://{bucket}/m"}, threads_per_process=4, reloading=reloading))
     )
     failures: list[str] = []
     answers: list[float] = []
@@ -148,10 +151,10 @@ def test_requests_never_fail_during_reloads(serve, s3_client, bucket):
     for thread in threads:
         thread.start()
     try:
-        # WHEN ten reloads happen (new versions and in-place updates) while four clients send requests
+        # WHEN ten reloads happen (five new versions, each then updated in place) while four clients send requests
         for round_ in range(10):
-            tag, version = 10.0 + round_, 1 + round_ % 3
-            models.put_version("m", version, tag=tag, extra=manifest)
+            tag, version = 10.0 + round_, 2 + round_ // 2
+            models.put_version("m", version, tag=tag, extra=manifest, marker="_READY")
             wait_until(
                 lambda tag=tag, version=version: prediction(server, version=version) == tag, what=f"reload {round_}"
             )
@@ -159,10 +162,12 @@ def test_requests_never_fail_during_reloads(serve, s3_client, bucket):
         stop.set()
         for thread in threads:
             thread.join()
-    # THEN no request failed and every answer came from a complete version
+    # THEN no request failed, every answer came from a complete version, and no partial listing was loaded
     assert failures == []
     assert len(answers) > 40
     assert set(answers) <= {1.0, *(10.0 + r for r in range(10))}
+    assert "load_model failed" not in server.log()
+    assert all(status["state"] == "ready" for status in server.version("test-api")["versions"].values())
 
 
 @pytest.mark.parametrize(
