@@ -75,7 +75,9 @@ def test_readyz_waits_for_the_initial_load_and_slow_models_do_not_hold_up_others
 def test_readyz_waits_for_versions_still_settling_at_start(serve, s3_client, bucket):
     # GIVEN a version written just before start, and the default settle window (1 s)
     Models(s3_client, bucket).put_version("m", 1, tag=1.0)
-    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading={"settle": None})), wait_ready=False)
+    server = serve.start(
+        serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading={"settle": None})), wait_ready=False
+    )
 
     # THEN /models shows it waiting while it settles, and /readyz says not ready meanwhile
     def settling() -> dict | None:

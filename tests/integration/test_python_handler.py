@@ -128,9 +128,7 @@ def test_requests_never_fail_during_reloads(serve, s3_client, bucket):
     manifest = {"MANIFEST": " ".join(parts).encode(), **parts}
     models.put_version("m", 1, tag=1.0, extra=manifest, marker="_READY")
     reloading = {"interval": 0.05, "ready_marker": "_READY"}
-    server = serve.start(
-        serve.spec(api_spec({"path": f"s3://{bucket}/m"}, threads_per_process=4, reloading=reloading))
-    )
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, threads_per_process=4, reloading=reloading)))
     failures: list[str] = []
     answers: list[float] = []
     stop = threading.Event()
