@@ -158,7 +158,7 @@ class Reconciler:
         attempts = previous.attempts + 1 if previous and previous.fingerprint == listing.fingerprint else 1
         delay = min(self._settings.retry_backoff * 2 ** (attempts - 1), self._settings.retry_backoff_max)
         memory.failures[version] = Failure(listing.fingerprint, self._clock() + delay, attempts, error)
-        self._registry.set_state(model, version, "failed", listing.fingerprint, error, attempts)
+        self._registry.record_failure(model, version, listing.fingerprint, error, attempts)
         self._metrics.load_failures.labels(model).inc()
         if attempts == 1:
             log.warning(

@@ -95,7 +95,21 @@ def test_a_failing_load_keeps_the_previous_version_serving(serve, s3_client, buc
     # WHEN a fixed version 3 replaces it THEN it loads
     s3_client.delete_object(Bucket=bucket, Key="m/3/FAIL")
     wait_until(lambda: prediction(server) == 3.0, what="fixed version 3 served")
-    assert server.version("test-api")["versions"]["3"]["state"] == "ready"
+    served = server.version("test-api")["versions"]["3"]
+    assert served["state"] == "ready" and served["error"] is None
+
+    # WHEN version 3 is then updated in place with a broken copy
+    models.put_version("m", 3, tag=3.5, extra={"FAIL": b"the update is corrupt"})
+
+    def update_failed() -> dict | None:
+        status = server.version("test-api")["versions"]["3"]
+        return status if status["error"] and "the update is corrupt" in status["error"] else None
+
+    # THEN /models shows version 3 still ready with the content that serves, the update's error beside it
+    status = wait_until(update_failed, what="the failed update of version 3 shown")
+    assert status["state"] == "ready" and status["fingerprint"] == served["fingerprint"]
+    assert "update in place" in status["error"]
+    assert prediction(server) == 3.0
 
 
 def test_a_key_escaping_the_model_folder_is_refused(serve, s3_client, bucket, tmp_path):
