@@ -132,7 +132,9 @@ class Reconciler:
         try:
             value = self._loader.load(model, version, folder)
         except Exception as error:  # the user's load_model: any exception is a failed version
-            log.exception("load_model failed for %s version %s", model, version, extra=context)
+            previous = memory.failures.get(version)
+            if previous is None or previous.fingerprint != listing.fingerprint:  # the traceback once, not per retry
+                log.exception("load_model failed for %s version %s", model, version, extra=context)
             self._store.remove(folder)
             return self._failed(model, listing, memory, f"load_model raised {type(error).__name__}: {error}", False)
         now = self._clock()

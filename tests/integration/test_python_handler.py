@@ -112,6 +112,17 @@ def test_a_failing_load_keeps_the_previous_version_serving(serve, s3_client, buc
     assert prediction(server) == 3.0
 
 
+def test_a_failing_load_logs_its_traceback_once_not_on_every_retry(serve, s3_client, bucket):
+    # GIVEN a version whose load_model always raises, retried quickly
+    Models(s3_client, bucket).put_version("m", 1, tag=1.0, extra={"FAIL": b"always broken"})
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading={"retry_backoff": 0.05})))
+    # WHEN it has been retried several times
+    wait_until(lambda: server.version("test-api")["versions"]["1"]["attempts"] >= 4, what="four attempts")
+    # THEN the traceback was logged once
+    assert server.log().count("load_model failed for test-api version 1") == 1
+    assert server.log().count("Traceback") == 1
+
+
 def test_a_key_escaping_the_model_folder_is_refused(serve, s3_client, bucket, tmp_path):
     # GIVEN a version whose listing holds a key with '..' segments
     models = Models(s3_client, bucket)
