@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agent.domain.errors import SpecError
 from agent.domain.locations import parse_location
 from agent.domain.routing import ModelSet, ModelSource, is_model_name
-from agent.domain.settings import ReloadingSettings
+from agent.domain.settings import ReloadingSettings, environment_variable
 
 # Accepted for compatibility, meaningless on one replica: reported once, then ignored.
 NOT_APPLICABLE_API_FIELDS = ("compute", "autoscaling", "update_strategy", "networking")
@@ -134,7 +134,8 @@ class ApiSpec(_Strict):
     autoscaling: dict[str, Any] | None = None
     update_strategy: dict[str, Any] | None = None
     networking: dict[str, Any] | None = None
-    reloading: ReloadingSettings = Field(default_factory=ReloadingSettings)
+    # validated from {} when absent, so environment overrides are checked with the field's name
+    reloading: ReloadingSettings = Field(default_factory=dict, validate_default=True)
 
     _name_is_a_folder_name = field_validator("name")(_folder_name)
 
@@ -228,6 +229,10 @@ def format_validation_error(error: ValidationError, where: str) -> str:
     lines = [f"{where}: invalid spec"]
     for problem in error.errors():
         field = _field_name(problem["loc"])
+        if len(problem["loc"]) == 2 and problem["loc"][0] == "reloading":
+            variable = environment_variable(str(problem["loc"][1]))
+            if variable is not None:
+                field += f" (from the environment variable {variable})"
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             message = "unknown field (Cortex 0.35 has no such field; check its spelling)"

@@ -132,6 +132,17 @@ def test_reloading_block_is_overridden_by_the_environment(tmp_path, monkeypatch)
     assert settings.interval == 5 and settings.ready_marker == "_DONE"
 
 
+@pytest.mark.parametrize("reloading", [pytest.param(None, id="no-block"), pytest.param({"settle": 2}, id="block")])
+def test_a_bad_environment_override_names_its_variable(tmp_path, monkeypatch, reloading):
+    base = api(multi_model_reloading={"path": "s3://b/a"})
+    path = write(tmp_path, [base if reloading is None else {**base, "reloading": reloading}])
+    monkeypatch.setenv("RELOADER_INTERVAL", "abc")
+    with pytest.raises(SpecError) as raised:
+        load_spec(path)
+    assert "reloading.interval (from the environment variable RELOADER_INTERVAL)" in str(raised.value)
+    assert "found 'abc'" in str(raised.value)
+
+
 def test_the_scan_interval_depends_on_the_event_source(tmp_path):
     base = api(multi_model_reloading={"path": "s3://b/a"})
     assert load_spec(write(tmp_path, [base])).api.reloading.scan_interval == 10
