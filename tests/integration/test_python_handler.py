@@ -250,3 +250,21 @@ def test_a_handler_without_load_model_is_refused_before_serving(serve, tmp_path)
     result = serve.run("serve", str(serve.spec(api)), "--port", "1")
     assert result.returncode == 2
     assert "load_model" in result.stderr
+
+
+def test_a_handler_whose_constructor_raises_is_reported_clearly(serve, tmp_path):
+    # GIVEN a Handler whose __init__ raises
+    handler = tmp_path / "handler.py"
+    handler.write_text(
+        "class Handler:\n"
+        "    def __init__(self, config):\n        raise KeyError('api_key')\n"
+        "    def handle_post(self, payload):\n        return payload\n"
+    )
+    api = {"name": "plain", "kind": "RealtimeAPI", "handler": {"type": "python", "path": str(handler)}}
+    # WHEN it is served
+    result = serve.run("serve", str(serve.spec(api)), "--port", "1")
+    # THEN the process exits non-zero with one line naming the file, the class, the exception and where it was raised
+    assert result.returncode != 0
+    expected = f"reloader: handler: Handler.__init__ in {handler} raised KeyError: 'api_key' at {handler}:3"
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
