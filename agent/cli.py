@@ -115,11 +115,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     push.add_argument("local_dir", type=Path, help="the version's files")
     push.add_argument("destination", help="the model's path, s3://bucket/prefix/model/")
-    push.add_argument("--version", type=int, help="version number (default: the current time in seconds)")
+    push.add_argument(
+        "--version", type=_version_number, help="version number, 0 or more (default: the current time in seconds)"
+    )
     push.add_argument("--marker", default="_READY", help="ready marker written last (default _READY)")
     push.add_argument("--no-marker", action="store_true", help="write no ready marker")
     push.set_defaults(run=push_command)
     return parser
+
+
+def _version_number(value: str) -> int:
+    """A version folder's name: a non-negative integer, as discovery reads them."""
+    if not (value.isascii() and value.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, found {value!r}")
+    return int(value)
 
 
 def _service_arguments(command: argparse.ArgumentParser) -> None:

@@ -124,6 +124,10 @@ def test_push_refuses_what_it_cannot_upload(serve, tmp_path):
     (tmp_path / "f").mkdir()
     not_s3 = serve.run("push", str(tmp_path / "f"), "/local/path")
     assert not_s3.returncode == 2 and "expected s3://bucket/prefix/model/" in not_s3.stderr
+    for version in ("-1", "1.5", "x"):
+        bad_version = serve.run("push", str(tmp_path / "f"), "s3://bucket/m/", "--version", version)
+        assert bad_version.returncode == 2
+        assert f"--version: expected a non-negative integer, found '{version}'" in bad_version.stderr
 
 
 def handler_api(serve, source: str, **handler) -> dict:
