@@ -182,8 +182,8 @@ class Handler:
             self.active += 1
             self.peak = max(self.peak, self.active)
             self.inside.notify_all()
-            # stay until `together` requests are inside at once (or `hold` seconds passed)
-            self.inside.wait_for(lambda: self.active >= self.together, timeout=self.hold)
+            # stay until `together` requests have been inside at once (or `hold` seconds passed)
+            self.inside.wait_for(lambda: self.peak >= self.together, timeout=self.hold)
             self.active -= 1
         return "ok"
 
