@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -114,11 +115,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     push.add_argument("local_dir", type=Path, help="the version's files")
     push.add_argument("destination", help="the model's path, s3://bucket/prefix/model/")
-    push.add_argument("--version", type=int, help="version number (default: the current time in seconds)")
+    push.add_argument(
+        "--version", type=_version_number, help="version number, 0 or more (default: the current time in seconds)"
+    )
     push.add_argument("--marker", default="_READY", help="ready marker written last (default _READY)")
     push.add_argument("--no-marker", action="store_true", help="write no ready marker")
     push.set_defaults(run=push_command)
     return parser
+
+
+def _version_number(value: str) -> int:
+    """A version folder's name: a non-negative integer, as discovery reads them."""
+    if not (value.isascii() and value.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, found {value!r}")
+    return int(value)
 
 
 def _service_arguments(command: argparse.ArgumentParser) -> None:
@@ -157,7 +167,7 @@ class Service:
                 if self.tensorflow
                 else {"model_client": ModelClient(self.registry)}
             )
-            self.handler = call_with_declared(handler_class, {"config": dict(api.handler.config), **clients})
+            self.handler = _construct_handler(spec, handler_class, {"config": dict(api.handler.config), **clients})
         self.agent: Agent | None = None
         self._s3: S3 | None = None
         self._own_model_dir: Path | None = None
@@ -208,6 +218,20 @@ class Service:
             self._s3.close()
         if self._own_model_dir is not None:
             shutil.rmtree(self._own_model_dir, ignore_errors=True)
+
+
+def _construct_handler(spec: LoadedSpec, handler_class: type, arguments: dict[str, Any]) -> Any:
+    """`Handler(config, ...)`; an exception in the user's __init__ is reported by name, not as a traceback."""
+    try:
+        return call_with_declared(handler_class, arguments)
+    except Exception as error:
+        frames = traceback.extract_tb(error.__traceback__)
+        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        log.debug("Handler.__init__ raised", exc_info=True)
+        raise ReloaderError(
+            f"handler: {handler_class.__name__}.__init__ in {spec.handler_path} raised "
+            f"{type(error).__name__}: {error}{where}"
+        ) from None
 
 
 def event_sources(api_name: str, settings: ReloadingSettings, agent: Agent) -> list[EventSource]:

@@ -182,9 +182,12 @@ class Models:
         marker: str | None = None,
         extra: dict[str, bytes] | None = None,
     ) -> None:
-        """Upload a model predicting `tag`; `version` None writes a non-versioned model."""
+        """Upload a model predicting `tag`; `version` None writes a non-versioned model.
+
+        `extra` files go first, in their order, and model.pkl last: with a MANIFEST first, any partial
+        listing of the version fails the handler's completeness check instead of loading."""
         folder = f"{prefix}/{version}/" if version is not None else f"{prefix}/"
-        files = {"model.pkl": tagged_model(tag), **(extra or {})}
+        files = {**(extra or {}), "model.pkl": tagged_model(tag)}
         for name, body in files.items():
             self.s3.put_object(Bucket=self.bucket, Key=folder + name, Body=body)
         if marker:
@@ -199,7 +202,7 @@ class Models:
 def api_spec(
     models: dict[str, Any], name: str = "test-api", reloading: dict[str, Any] | None = None, **handler: Any
 ) -> dict[str, Any]:
-    """A Cortex RealtimeAPI spec for the test handler."""
+    """A Cortex RealtimeAPI spec for the test handler (a `reloading` value of None leaves that field at its default)."""
     return {
         "name": name,
         "kind": "RealtimeAPI",
@@ -209,7 +212,11 @@ def api_spec(
             "multi_model_reloading": models,
             **handler,
         },
-        "reloading": {"interval": 0.5, "settle": 0, **(reloading or {})},
+        "reloading": {
+            key: value
+            for key, value in {"interval": 0.5, "settle": 0, **(reloading or {})}.items()
+            if value is not None
+        },
     }
 
 

@@ -65,6 +65,7 @@ class Plan:
     actions: tuple[Action, ...]
     wake_at: float | None  # look at this model again then (settle window, backoff), or None
     sightings: Mapping[int, Sighting] = field(default_factory=dict)
+    settling: frozenset[int] = frozenset()  # versions put off until their listing has settled
 
 
 def plan(
@@ -80,6 +81,7 @@ def plan(
     loads: list[Action] = []
     wakes: list[float] = []
     new_sightings: dict[int, Sighting] = {}
+    settling: set[int] = set()
     for version, candidate in sorted(listing.loadable.items(), reverse=True):
         current = loaded.get(version)
         if current == candidate.fingerprint:
@@ -88,6 +90,7 @@ def plan(
             seen = new_sightings[version] = _sighting(sightings.get(version), candidate, now)
             if now < min(seen.since + settle, candidate.newest_change + max(settle, SETTLED_BY_AGE)):
                 wakes.append(seen.since + settle)
+                settling.add(version)
                 continue
         failure = failures.get(version)
         if failure is not None and failure.fingerprint == candidate.fingerprint and now < failure.retry_at:
@@ -101,7 +104,7 @@ def plan(
             unloads.append(Unload(version, "removed from S3"))
         elif present.awaiting_marker:
             unloads.append(Unload(version, "its ready marker was removed"))
-    return Plan(tuple(loads + unloads), min(wakes, default=None), new_sightings)
+    return Plan(tuple(loads + unloads), min(wakes, default=None), new_sightings, frozenset(settling))
 
 
 def _sighting(previous: Sighting | None, candidate: VersionListing, now: float) -> Sighting:

@@ -6,6 +6,7 @@ default. Every field has a unit and a default; they are documented in the README
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,12 @@ class ReloadingSettings(BaseSettings):
         if self.interval is not None:
             return self.interval
         return 300.0 if self.event_driven else 10.0
+
+
+def environment_variable(field: str) -> str | None:
+    """The environment variable that sets `field`, when one is set (its value wins over the spec's)."""
+    wanted = f"RELOADER_{field}".upper()
+    return next((name for name in os.environ if name.upper() == wanted), None)
 
 
 def describe_settings() -> list[tuple[str, str, Any, str]]:

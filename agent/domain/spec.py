@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agent.domain.errors import SpecError
 from agent.domain.locations import parse_location
 from agent.domain.routing import ModelSet, ModelSource, is_model_name
-from agent.domain.settings import ReloadingSettings
+from agent.domain.settings import ReloadingSettings, environment_variable
 
 # Accepted for compatibility, meaningless on one replica: reported once, then ignored.
 NOT_APPLICABLE_API_FIELDS = ("compute", "autoscaling", "update_strategy", "networking")
@@ -38,6 +38,13 @@ def _folder_name(value: str) -> str:
     return value
 
 
+def _location(value: str | None) -> str | None:
+    """A model path is `s3://bucket/prefix` or a local folder (checked here, resolved later)."""
+    if value is not None:
+        parse_location(value)
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -48,6 +55,7 @@ class ModelPathSpec(_Strict):
     signature_key: str | None = None
 
     _name_is_a_folder_name = field_validator("name")(_folder_name)
+    _path_is_a_location = field_validator("path")(_location)
 
 
 class ModelsSpec(_Strict):
@@ -75,12 +83,7 @@ class ModelsSpec(_Strict):
                 raise ValueError(f"expected unique model names in 'paths', found duplicates: {duplicates}")
         return self
 
-    @field_validator("path", "dir")
-    @classmethod
-    def _location_parses(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_location(value)
-        return value
+    _locations_parse = field_validator("path", "dir")(_location)
 
 
 class HandlerSpec(_Strict):
@@ -131,7 +134,8 @@ class ApiSpec(_Strict):
     autoscaling: dict[str, Any] | None = None
     update_strategy: dict[str, Any] | None = None
     networking: dict[str, Any] | None = None
-    reloading: ReloadingSettings = Field(default_factory=ReloadingSettings)
+    # validated from {} when absent, so environment overrides are checked with the field's name
+    reloading: ReloadingSettings = Field(default_factory=dict, validate_default=True)
 
     _name_is_a_folder_name = field_validator("name")(_folder_name)
 
@@ -224,7 +228,11 @@ def _model_set(api: ApiSpec, spec_dir: Path) -> ModelSet | None:
 def format_validation_error(error: ValidationError, where: str) -> str:
     lines = [f"{where}: invalid spec"]
     for problem in error.errors():
-        field = ".".join(str(part) for part in problem["loc"] if not str(part).startswith("function-"))
+        field = _field_name(problem["loc"])
+        if len(problem["loc"]) == 2 and problem["loc"][0] == "reloading":
+            variable = environment_variable(str(problem["loc"][1]))
+            if variable is not None:
+                field += f" (from the environment variable {variable})"
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             message = "unknown field (Cortex 0.35 has no such field; check its spelling)"
@@ -234,3 +242,14 @@ def format_validation_error(error: ValidationError, where: str) -> str:
             message = f"{message}; found {problem['input']!r}"
         lines.append(f"  {field or '(top level)'}: {message}")
     return "\n".join(lines)
+
+
+def _field_name(location: tuple[int | str, ...]) -> str:
+    """pydantic's error location as the spec's path: `handler.multi_model_reloading.paths[0].path`."""
+    name = ""
+    for part in location:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif not part.startswith("function-"):
+            name += f".{part}" if name else part
+    return name

@@ -83,6 +83,7 @@ class Reconciler:
         self._completeness = completeness
         self._clock = clock
         self._memory: dict[str, _ModelMemory] = {}
+        self._settling: dict[str, frozenset[int]] = {}  # read by readiness from another thread
         self.count_drift = False  # set once the initial scan is done, when events are the trigger
 
     def __call__(self, model: str, request: Request) -> Outcome:
@@ -114,7 +115,7 @@ class Reconciler:
         result = plan(listing, loaded, failures, memory.sightings, now, settle)
         memory.sightings = dict(result.sightings)
         self._forget_vanished(model, memory, listing)
-        self._show_waiting(model, listing, loaded)
+        self._show_waiting(model, listing, loaded, result.settling)
         outcome = Outcome(model)
         for action in result.actions:
             if isinstance(action, Load):
@@ -127,6 +128,8 @@ class Reconciler:
             self._schedule(result.wake_at, model)
         elif outcome.error is None:
             memory.pending_events.clear()  # nothing waits any more: what the events announced is done
+        # published after the loads, so a settled version counts as pending until it is loaded or failed
+        self._settling[model] = result.settling
         self._metrics.versions_loaded.labels(model).set(len(self._registry.loaded(model)))
         return outcome
 
@@ -150,7 +153,9 @@ class Reconciler:
         except TemporaryError as error:  # TF Serving unreachable or slow: keep the download for the retry
             return self._failed(model, listing, memory, str(error), True)
         except Exception as error:  # the user's load_model: any exception is a failed version
-            log.exception("load_model failed for %s version %s", model, version, extra=context)
+            previous = memory.failures.get(version)
+            if previous is None or previous.fingerprint != listing.fingerprint:  # the traceback once, not per retry
+                log.exception("load_model failed for %s version %s", model, version, extra=context)
             self._store.remove(folder)
             return self._failed(model, listing, memory, f"load_model raised {type(error).__name__}: {error}", False)
         now = self._clock()
@@ -182,7 +187,7 @@ class Reconciler:
             memory.temporary.add(version)
         else:
             memory.temporary.discard(version)
-        self._registry.set_state(model, version, "failed", listing.fingerprint, error, attempts)
+        self._registry.record_failure(model, version, listing.fingerprint, error, attempts)
         self._metrics.load_failures.labels(model).inc()
         if attempts == 1:
             log.warning(
@@ -238,10 +243,21 @@ class Reconciler:
         memory.temporary &= set(memory.failures)
         self._registry.prune(model, set(listing.versions))
 
-    def _show_waiting(self, model: str, listing: ModelListing, loaded: dict[int, str]) -> None:
+    def settling(self) -> set[tuple[str, int]]:
+        """(model, version) of the versions waiting for their listing to settle (any thread)."""
+        return {(model, version) for model, versions in list(self._settling.items()) for version in versions}
+
+    def _show_waiting(
+        self, model: str, listing: ModelListing, loaded: dict[int, str], settling: frozenset[int]
+    ) -> None:
         for version, item in listing.versions.items():
-            if item.incomplete and version not in loaded:
+            if version in loaded:
+                continue
+            if item.incomplete:
                 self._registry.set_state(model, version, "waiting", item.fingerprint, item.incomplete)
+            elif version in settling:
+                reason = f"settling: loads once its listing stays unchanged for {self._settings.settle:g} s"
+                self._registry.set_state(model, version, "waiting", item.fingerprint, reason)
 
 
 def _named_versions(request: Request, among: set[int]) -> set[int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -143,15 +143,17 @@ class Registry:
             loaded_at = previous.loaded_at if previous else None
             status.versions[version] = VersionStatus(state, fingerprint, error, loaded_at, attempts)
 
-    def restore_ready(self, model: str, version: int) -> None:
-        """After a failed reload of a served version, show the version that still serves."""
+    def record_failure(self, model: str, version: int, fingerprint: str, error: str, attempts: int) -> None:
+        """`fingerprint` of `version` failed to load. When an older copy of the version still serves (a failed
+        update in place), the version stays `ready` with the fingerprint that serves, the error beside it."""
         with self._lock:
+            status = self._status.setdefault(model, ModelStatus())
             served = self._served.get(model, {}).get(version)
-            status = self._status.get(model)
-            if served is not None and status is not None:
-                current = status.versions.get(version)
-                if current is not None:
-                    status.versions[version] = replace(current, state="ready")
+            if served is None:
+                status.versions[version] = VersionStatus("failed", fingerprint, error, None, attempts)
+            else:
+                error = f"the update in place to {fingerprint[:12]} failed, the previous content serves: {error}"
+                status.versions[version] = VersionStatus("ready", served.fingerprint, error, served.loaded_at, attempts)
 
     def prune(self, model: str, present: set[int]) -> None:
         """Drop the status of versions neither in S3 (`present`) nor served."""

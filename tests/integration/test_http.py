@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.support import ROOT, Models, api_spec, wait_until
@@ -69,6 +72,26 @@ def test_readyz_waits_for_the_initial_load_and_slow_models_do_not_hold_up_others
     assert server.post({}, model="slow").json()["prediction"] == 1.0
 
 
+def test_readyz_waits_for_versions_still_settling_at_start(serve, s3_client, bucket):
+    # GIVEN a version written just before start, and the default settle window (1 s)
+    Models(s3_client, bucket).put_version("m", 1, tag=1.0)
+    server = serve.start(
+        serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading={"settle": None})), wait_ready=False
+    )
+
+    # THEN /models shows it waiting while it settles, and /readyz says not ready meanwhile
+    def settling() -> dict | None:
+        status = server.version("test-api").get("versions", {}).get("1", {})
+        return status if status.get("state") == "waiting" else None
+
+    status = wait_until(settling, interval=0.02, what="version 1 settling")
+    assert status["error"].startswith("settling")
+    # WHEN /readyz answers 200 THEN the version is served at once: no 404 after ready
+    wait_until(lambda: server.http.get("/readyz").status_code == 200, interval=0.02, what="readyz")
+    assert server.post({}).json()["prediction"] == 1.0
+    assert server.version("test-api")["versions"]["1"]["state"] == "ready"
+
+
 def test_push_uploads_a_version_with_its_marker_last_and_status_shows_it(serve, s3_client, bucket, tmp_path):
     # GIVEN a model folder on disk
     folder = tmp_path / "v5"
@@ -101,3 +124,152 @@ def test_push_refuses_what_it_cannot_upload(serve, tmp_path):
     (tmp_path / "f").mkdir()
     not_s3 = serve.run("push", str(tmp_path / "f"), "/local/path")
     assert not_s3.returncode == 2 and "expected s3://bucket/prefix/model/" in not_s3.stderr
+    for version in ("-1", "1.5", "x"):
+        bad_version = serve.run("push", str(tmp_path / "f"), "s3://bucket/m/", "--version", version)
+        assert bad_version.returncode == 2
+        assert f"--version: expected a non-negative integer, found '{version}'" in bad_version.stderr
+
+
+def handler_api(serve, source: str, **handler) -> dict:
+    """An API without models whose Handler is `source`, written next to the spec."""
+    path = serve.tmp_path / "handler.py"
+    path.write_text(source)
+    return {"name": "plain", "kind": "RealtimeAPI", "handler": {"type": "python", "path": str(path), **handler}}
+
+
+LOGGING_HANDLER = """
+import logging
+
+log = logging.getLogger("my_handler")
+
+
+class Handler:
+    def __init__(self, config):
+        pass
+
+    def handle_post(self, payload):
+        log.debug("debug line from the handler")
+        log.info("info line from the handler")
+        return "ok"
+"""
+
+
+@pytest.mark.parametrize(("level", "debug_shown"), [("debug", True), ("info", False)])
+def test_log_level_is_honoured(serve, level, debug_shown):
+    # GIVEN a handler that logs at debug and info, served with handler.log_level
+    server = serve.start(serve.spec(handler_api(serve, LOGGING_HANDLER, log_level=level)))
+    # WHEN it handles a request
+    assert server.post({}).text == "ok"
+    wait_until(lambda: "info line from the handler" in server.log(), what="the info line")
+    # THEN its debug line is logged only at log_level debug
+    assert ("debug line from the handler" in server.log()) is debug_shown
+
+
+CONCURRENCY_HANDLER = """
+import threading
+
+
+class Handler:
+    def __init__(self, config):
+        self.together = config["together"]
+        self.hold = config["hold"]
+        self.inside = threading.Condition()
+        self.active = 0
+        self.peak = 0
+
+    def handle_post(self, payload):
+        with self.inside:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            self.inside.notify_all()
+            # stay until `together` requests have been inside at once (or `hold` seconds passed)
+            self.inside.wait_for(lambda: self.peak >= self.together, timeout=self.hold)
+            self.active -= 1
+        return "ok"
+
+    def handle_get(self):
+        return {"peak": self.peak}
+"""
+
+
+@pytest.mark.parametrize(
+    ("threads", "config"),
+    [
+        pytest.param(1, {"together": 4, "hold": 0.3}, id="one-thread"),
+        pytest.param(4, {"together": 4, "hold": 30}, id="four-threads"),
+    ],
+)
+def test_threads_per_process_bounds_how_many_requests_run_the_handler_at_once(serve, threads, config):
+    from concurrent.futures import ThreadPoolExecutor
+
+    # GIVEN a handler that records how many requests run it at once, served with threads_per_process
+    api = handler_api(serve, CONCURRENCY_HANDLER, threads_per_process=threads, config=config)
+    server = serve.start(serve.spec(api))
+    # WHEN eight requests arrive together
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: server.post({}).status_code, range(8)))
+    # THEN all succeed, and at most threads_per_process (and, with 8 waiting, exactly that many) ran at once
+    assert codes == [200] * 8
+    assert server.http.get("/").json() == {"peak": threads}
+
+
+def test_push_without_a_version_uses_the_current_time(serve, s3_client, bucket, tmp_path):
+    import time
+
+    # GIVEN a model folder
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.pkl").write_bytes(b"weights")
+    # WHEN it is pushed without --version
+    before = int(time.time())
+    pushed = serve.run("push", str(folder), f"s3://{bucket}/models/m/")
+    after = int(time.time())
+    assert pushed.returncode == 0, pushed.stderr
+    # THEN its version is the current time in seconds
+    keys = [item["Key"] for item in s3_client.list_objects_v2(Bucket=bucket, Prefix="models/m/")["Contents"]]
+    versions = {int(key.split("/")[2]) for key in keys}
+    assert len(versions) == 1
+    assert before <= versions.pop() <= after
+
+
+def test_push_on_a_terminal_shows_progress_without_failing(serve, s3_client, bucket, tmp_path):
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    # GIVEN a model folder, and a terminal on stderr (the progress bar shows only there)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"part-{i}.bin").write_bytes(bytes(300_000))
+    terminal, terminal_side = pty.openpty()
+    fcntl.ioctl(terminal_side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24 rows, 100 columns
+    try:
+        # WHEN it is pushed
+        process = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "push", str(folder), f"s3://{bucket}/m/", "--version", "3"],
+            stdout=subprocess.PIPE,
+            stderr=terminal_side,
+            env={**os.environ, "AWS_ENDPOINT_URL": serve.endpoint},
+        )
+        os.close(terminal_side)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(terminal, 4096)
+            except OSError:  # the terminal closed: the process exited
+                break
+            if not chunk:
+                break
+            shown += chunk
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        os.close(terminal)
+    # THEN it succeeds, drew a progress bar on the terminal, and uploaded everything
+    assert process.returncode == 0, shown.decode(errors="replace")
+    assert b"version 3" in shown and b"Traceback" not in shown
+    assert b"pushed 3 file(s)" in stdout
+    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix="m/3/")["Contents"]
+    assert len(listed) == 4

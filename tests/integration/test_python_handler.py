@@ -95,36 +95,65 @@ def test_a_failing_load_keeps_the_previous_version_serving(serve, s3_client, buc
     # WHEN a fixed version 3 replaces it THEN it loads
     s3_client.delete_object(Bucket=bucket, Key="m/3/FAIL")
     wait_until(lambda: prediction(server) == 3.0, what="fixed version 3 served")
-    assert server.version("test-api")["versions"]["3"]["state"] == "ready"
+    served = server.version("test-api")["versions"]["3"]
+    assert served["state"] == "ready" and served["error"] is None
+
+    # WHEN version 3 is then updated in place with a broken copy
+    models.put_version("m", 3, tag=3.5, extra={"FAIL": b"the update is corrupt"})
+
+    def update_failed() -> dict | None:
+        status = server.version("test-api")["versions"]["3"]
+        return status if status["error"] and "the update is corrupt" in status["error"] else None
+
+    # THEN /models shows version 3 still ready with the content that serves, the update's error beside it
+    status = wait_until(update_failed, what="the failed update of version 3 shown")
+    assert status["state"] == "ready" and status["fingerprint"] == served["fingerprint"]
+    assert "update in place" in status["error"]
+    assert prediction(server) == 3.0
+
+
+def test_a_failing_load_logs_its_traceback_once_not_on_every_retry(serve, s3_client, bucket):
+    # GIVEN a version whose load_model always raises, retried quickly
+    Models(s3_client, bucket).put_version("m", 1, tag=1.0, extra={"FAIL": b"always broken"})
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading={"retry_backoff": 0.05})))
+    # WHEN it has been retried several times
+    wait_until(lambda: server.version("test-api")["versions"]["1"]["attempts"] >= 4, what="four attempts")
+    # THEN the traceback was logged once
+    assert server.log().count("load_model failed for test-api version 1") == 1
+    assert server.log().count("Traceback") == 1
 
 
 def test_a_key_escaping_the_model_folder_is_refused(serve, s3_client, bucket, tmp_path):
     # GIVEN a version whose listing holds a key with '..' segments
     models = Models(s3_client, bucket)
     models.put_version("m", 1, tag=1.0)
-    models.put_version("m", 2, tag=2.0, extra={"../../../../escaped.txt": b"owned"})
-    store = tmp_path / "store"
+    escape = "../../../../escaped.txt"
+    models.put_version("m", 2, tag=2.0, extra={escape: b"owned"})
+    # the store sits deep enough in tmp_path that the key, resolved from anywhere in the store, lands in tmp_path
+    store = tmp_path / "1" / "2" / "3" / "4" / "5" / "store"
     server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading={"model_dir": str(store)})))
-    # THEN version 2 is refused with a clear error, version 1 serves, and nothing was written outside
+    # THEN nothing was written outside the store: not where the key resolves from version 2's folder, nor anywhere
+    assert not (store / "test-api" / "2" / escape).resolve().exists()
+    assert [p for p in tmp_path.rglob("escaped.txt")] == []
+    assert all(p.is_relative_to(store) for p in store.rglob("*"))
+    # and version 2 is refused with a clear error while version 1 serves
     status = server.version("test-api")["versions"]["2"]
     assert status["state"] == "waiting" and "refused" in status["error"] and ".." in status["error"]
     assert prediction(server) == 1.0
-    written = {p.name for p in tmp_path.rglob("escaped.txt")}
-    assert not written
-    assert all(p.is_relative_to(store) for p in store.rglob("*"))
 
 
 def test_requests_never_fail_during_reloads(serve, s3_client, bucket):
     import threading
 
-    # GIVEN a served model whose versions hold several files (a manifest the handler checks)
+    # GIVEN a served model whose versions hold several files, uploaded MANIFEST first and the ready marker
+    # last: the handler refuses a folder missing a file the MANIFEST names, so loading a partial listing
+    # would show as a failed load
     models = Models(s3_client, bucket)
     parts = {f"part-{i}.bin": bytes(20_000) for i in range(5)}
     manifest = {"MANIFEST": " ".join(parts).encode(), **parts}
-    models.put_version("m", 1, tag=1.0, extra=manifest)
-    server = serve.start(
-        serve.spec(api_spec({"path": f"s3://{bucket}/m"}, threads_per_process=4, reloading={"interval": 0.2}))
-    )
+    models.put_version("m", 1, tag=1.0, extra=manifest, marker="_READY")
+    reloading = {"interval": 0.05, "ready_marker": "_READY"}
+    server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, threads_per_process=4, reloading=reloading)))
     failures: list[str] = []
     answers: list[float] = []
     stop = threading.Event()
@@ -145,10 +174,10 @@ def test_requests_never_fail_during_reloads(serve, s3_client, bucket):
     for thread in threads:
         thread.start()
     try:
-        # WHEN ten reloads happen (new versions and in-place updates) while four clients send requests
+        # WHEN ten reloads happen (five new versions, each then updated in place) while four clients send requests
         for round_ in range(10):
-            tag, version = 10.0 + round_, 1 + round_ % 3
-            models.put_version("m", version, tag=tag, extra=manifest)
+            tag, version = 10.0 + round_, 2 + round_ // 2
+            models.put_version("m", version, tag=tag, extra=manifest, marker="_READY")
             wait_until(
                 lambda tag=tag, version=version: prediction(server, version=version) == tag, what=f"reload {round_}"
             )
@@ -156,10 +185,12 @@ def test_requests_never_fail_during_reloads(serve, s3_client, bucket):
         stop.set()
         for thread in threads:
             thread.join()
-    # THEN no request failed and every answer came from a complete version
+    # THEN no request failed, every answer came from a complete version, and no partial listing was loaded
     assert failures == []
     assert len(answers) > 40
     assert set(answers) <= {1.0, *(10.0 + r for r in range(10))}
+    assert "load_model failed" not in server.log()
+    assert all(status["state"] == "ready" for status in server.version("test-api")["versions"].values())
 
 
 @pytest.mark.parametrize(
@@ -190,6 +221,12 @@ def test_requests_never_fail_during_reloads(serve, s3_client, bucket):
             "s3://bucket/prefix",
             id="bad-path",
         ),
+        pytest.param(
+            lambda api: api["handler"].update(multi_model_reloading={"paths": [{"name": "m", "path": "http://x/y"}]}),
+            "handler.multi_model_reloading.paths[0].path",
+            "s3://bucket/prefix",
+            id="bad-path-in-paths",
+        ),
     ],
 )
 def test_an_invalid_spec_exits_non_zero_naming_the_field(serve, change, field, words):
@@ -198,6 +235,7 @@ def test_an_invalid_spec_exits_non_zero_naming_the_field(serve, change, field, w
     result = serve.run("serve", str(serve.spec(api)), "--port", "1")
     assert result.returncode == 2
     assert field in result.stderr and words in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_handler_without_load_model_is_refused_before_serving(serve, tmp_path):
@@ -212,3 +250,21 @@ def test_a_handler_without_load_model_is_refused_before_serving(serve, tmp_path)
     result = serve.run("serve", str(serve.spec(api)), "--port", "1")
     assert result.returncode == 2
     assert "load_model" in result.stderr
+
+
+def test_a_handler_whose_constructor_raises_is_reported_clearly(serve, tmp_path):
+    # GIVEN a Handler whose __init__ raises
+    handler = tmp_path / "handler.py"
+    handler.write_text(
+        "class Handler:\n"
+        "    def __init__(self, config):\n        raise KeyError('api_key')\n"
+        "    def handle_post(self, payload):\n        return payload\n"
+    )
+    api = {"name": "plain", "kind": "RealtimeAPI", "handler": {"type": "python", "path": str(handler)}}
+    # WHEN it is served
+    result = serve.run("serve", str(serve.spec(api)), "--port", "1")
+    # THEN the process exits non-zero with one line naming the file, the class, the exception and where it was raised
+    assert result.returncode != 0
+    expected = f"reloader: handler: Handler.__init__ in {handler} raised KeyError: 'api_key' at {handler}:3"
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr

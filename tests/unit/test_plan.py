@@ -71,11 +71,22 @@ def test_settle_waits_for_a_stable_listing():
     first = plan(fresh, {}, {}, {}, NOW, settle=1.0)
     assert first.actions == () and first.wake_at == NOW + 1.0
     assert first.sightings[1] == Sighting("fp1", NOW)
+    assert first.settling == {1}
     # the same listing a second later loads
-    assert kinds(plan(fresh, {}, {}, first.sightings, NOW + 1.0, settle=1.0)) == [("Load", 1)]
+    settled = plan(fresh, {}, {}, first.sightings, NOW + 1.0, settle=1.0)
+    assert kinds(settled) == [("Load", 1)] and settled.settling == set()
     # a listing that changed restarts the window
     changed = plan(listing(version(1, fp="other", written=NOW)), {}, {}, first.sightings, NOW + 1.0, settle=1.0)
-    assert changed.actions == () and changed.wake_at == NOW + 2.0
+    assert changed.actions == () and changed.wake_at == NOW + 2.0 and changed.settling == {1}
+
+
+def test_only_versions_put_off_by_the_settle_window_are_settling():
+    failure = {2: Failure("fp2", retry_at=NOW + 5, attempts=1, error="boom")}
+    old = NOW - SETTLED_BY_AGE - 1
+    result = plan(
+        listing(version(1, written=old), version(2, written=old), version(3, written=NOW)), {}, failure, {}, NOW, 1.0
+    )
+    assert kinds(result) == [("Load", 1)] and result.settling == {3}
 
 
 def test_settle_trusts_objects_written_long_ago():

@@ -86,6 +86,24 @@ def test_a_full_cortex_spec_loads(tmp_path):
             "s3://bucket/prefix",
             id="not-s3",
         ),
+        pytest.param(
+            {"multi_model_reloading": {"paths": [{"name": "m", "path": "http://x/y"}]}},
+            "handler.multi_model_reloading.paths[0].path",
+            "expected s3://bucket/prefix or a local folder, found 'http://x/y'",
+            id="paths-entry-not-s3",
+        ),
+        pytest.param(
+            {"multi_model_reloading": {"paths": [{"name": "a", "path": "s3://b/a"}, {"name": "m", "path": "s3://"}]}},
+            "handler.multi_model_reloading.paths[1].path",
+            "no bucket name",
+            id="paths-entry-without-bucket",
+        ),
+        pytest.param(
+            {"type": "tensorflow", "models": {"paths": [{"name": "m", "path": "s3://b/../x"}]}},
+            "handler.models.paths[0].path",
+            "plain segments",
+            id="tensorflow-paths-entry-with-dots",
+        ),
         pytest.param({"type": "onnx"}, "handler.type", "found 'onnx'", id="unknown-type"),
         pytest.param(
             {"processes_per_replica": 3}, "handler.processes_per_replica", "not supported yet", id="processes"
@@ -112,6 +130,17 @@ def test_reloading_block_is_overridden_by_the_environment(tmp_path, monkeypatch)
     monkeypatch.setenv("RELOADER_INTERVAL", "5")
     settings = load_spec(path).api.reloading
     assert settings.interval == 5 and settings.ready_marker == "_DONE"
+
+
+@pytest.mark.parametrize("reloading", [pytest.param(None, id="no-block"), pytest.param({"settle": 2}, id="block")])
+def test_a_bad_environment_override_names_its_variable(tmp_path, monkeypatch, reloading):
+    base = api(multi_model_reloading={"path": "s3://b/a"})
+    path = write(tmp_path, [base if reloading is None else {**base, "reloading": reloading}])
+    monkeypatch.setenv("RELOADER_INTERVAL", "abc")
+    with pytest.raises(SpecError) as raised:
+        load_spec(path)
+    assert "reloading.interval (from the environment variable RELOADER_INTERVAL)" in str(raised.value)
+    assert "found 'abc'" in str(raised.value)
 
 
 def test_the_scan_interval_depends_on_the_event_source(tmp_path):
