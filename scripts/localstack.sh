@@ -7,7 +7,10 @@
 #   scripts/localstack.sh status    # exit 0 when an instance answers on the endpoint
 #
 # Settings (environment): LOCALSTACK_VENV (where the virtualenv lives),
-# LOCALSTACK_HOME (pid file, logs and state), LOCALSTACK_PORT (default 4566).
+# LOCALSTACK_HOME (pid file, logs and state), LOCALSTACK_PORT (default 4566),
+# LOCALSTACK_SERVICES (replaces the default list), LOCALSTACK_EXTRA_SERVICES (added to it, e.g.
+# cloudwatch for a CDK deployment with alarms: it is off by default because LocalStack's CloudWatch
+# doubles the S3 -> SQS event latency, measured with bench/reload.py).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,7 +42,7 @@ start() {
   echo "localstack: starting on $endpoint (log: $home/localstack.log)" >&2
   # setsid: its own process group, so stop can end LocalStack and all its children.
   GATEWAY_LISTEN="127.0.0.1:$port" \
-  SERVICES="${LOCALSTACK_SERVICES:-s3,sqs,sns,sts,iam,cloudformation,ssm,events,lambda,cloudwatch}" \
+  SERVICES="${LOCALSTACK_SERVICES:-s3,sqs,sns,sts,iam,cloudformation,ssm,events,lambda}${LOCALSTACK_EXTRA_SERVICES:+,$LOCALSTACK_EXTRA_SERVICES}" \
   LOCALSTACK_VOLUME_DIR="$home/volume" FILESYSTEM_ROOT="$home/fs" \
   DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 \
     setsid "$venv/bin/python" -m localstack.runtime.main >"$home/localstack.log" 2>&1 < /dev/null &

@@ -16,15 +16,16 @@ import pytest
 from tests.support import LOCALSTACK_SCRIPT, PrivateLocalStack, ServeFactory, free_port, localstack_answers
 
 REGION = "us-east-1"
+# LocalStack accepts any credentials: these are used when the environment names none.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+os.environ.setdefault("AWS_REGION", REGION)
 
 
 @pytest.fixture(scope="session")
 def aws_endpoint() -> Iterator[str]:
     """The AWS endpoint for tests: AWS_ENDPOINT_URL if set, else a LocalStack this run starts and stops."""
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
-    os.environ.setdefault("AWS_REGION", REGION)
     configured = os.environ.get("AWS_ENDPOINT_URL")
     if configured:
         yield configured

@@ -267,10 +267,12 @@ def metric(server: Server, name: str, **labels: str) -> float:
 class PrivateLocalStack:
     """A LocalStack of one test's own, on its own port, that the test may stop and start again."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, extra_services: str = "") -> None:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._env = {**os.environ, "LOCALSTACK_PORT": str(self.port), "LOCALSTACK_HOME": str(home)}
+        if extra_services:
+            self._env["LOCALSTACK_EXTRA_SERVICES"] = extra_services
 
     def start(self) -> None:
         subprocess.run([str(LOCALSTACK_SCRIPT), "start"], check=True, env=self._env)

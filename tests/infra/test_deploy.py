@@ -22,7 +22,7 @@ import yaml
 
 from infra.cdk.constants import Outputs
 from tests.conftest import REGION
-from tests.support import ROOT, Models, api_spec, wait_until
+from tests.support import ROOT, Models, PrivateLocalStack, api_spec, wait_until
 
 pytestmark = [
     pytest.mark.localstack,
@@ -77,6 +77,18 @@ class CdkLocal:
 def ensure_cdklocal() -> None:
     if not CDKLOCAL.exists():  # `make test` installs it; a bare pytest run does it here
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=ROOT, check=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def aws_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """This module's own LocalStack, with CloudWatch for the stack's alarms (the suite's runs without:
+    LocalStack's CloudWatch doubles the S3 -> SQS event latency the other tests and the benchmark see)."""
+    instance = PrivateLocalStack(tmp_path_factory.mktemp("localstack-cdk"), extra_services="cloudwatch")
+    instance.start()
+    try:
+        yield instance.endpoint
+    finally:
+        instance.stop()
 
 
 @pytest.fixture(scope="module")
