@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -197,6 +198,28 @@ class Models:
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             for item in page.get("Contents", ()):
                 self.s3.delete_object(Bucket=self.bucket, Key=item["Key"])
+
+
+def s3_event_body(key: str, bucket: str, name: str = "ObjectCreated:Put") -> str:
+    """An SQS message body as S3 writes it: one event notification record for `key`."""
+    owner = {"principalId": "x"}
+    record = {
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": "2026-01-01T00:00:00.000Z",
+        "eventName": name,
+        "userIdentity": owner,
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": "1", "x-amz-id-2": "2"},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "c",
+            "bucket": {"name": bucket, "ownerIdentity": owner, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": {"key": key, "size": 1, "eTag": "e", "sequencer": "1"},
+        },
+    }
+    return json.dumps({"Records": [record]})
 
 
 def api_spec(

@@ -23,39 +23,13 @@ from agent.engine.reconciler import Outcome
 from agent.engine.registry import Registry
 from agent.engine.workers import ModelWorkers, Request
 from agent.metrics import Metrics
-from tests.support import wait_until
+from tests.support import s3_event_body, wait_until
 
 BUCKET = "models-bucket"
-OWNER = {"principalId": "x"}
 
 
 def s3_event(key: str, bucket: str = BUCKET) -> str:
-    return json.dumps(
-        {
-            "Records": [
-                {
-                    "eventVersion": "2.1",
-                    "eventSource": "aws:s3",
-                    "awsRegion": "us-east-1",
-                    "eventTime": "2026-01-01T00:00:00.000Z",
-                    "eventName": "ObjectCreated:Put",
-                    "userIdentity": {"principalId": "x"},
-                    "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-                    "responseElements": {"x-amz-request-id": "1", "x-amz-id-2": "2"},
-                    "s3": {
-                        "s3SchemaVersion": "1.0",
-                        "configurationId": "c",
-                        "bucket": {
-                            "name": bucket,
-                            "ownerIdentity": {"principalId": "x"},
-                            "arn": f"arn:aws:s3:::{bucket}",
-                        },
-                        "object": {"key": key, "size": 1, "eTag": "e", "sequencer": "1"},
-                    },
-                }
-            ]
-        }
-    )
+    return s3_event_body(key, bucket)
 
 
 class RecordingQueue:

@@ -7,7 +7,17 @@ import signal
 
 import pytest
 
-from tests.support import Models, api_spec, metric, notify_queue, notify_topic, prediction, tagged_model, wait_until
+from tests.support import (
+    Models,
+    api_spec,
+    metric,
+    notify_queue,
+    notify_topic,
+    prediction,
+    s3_event_body,
+    tagged_model,
+    wait_until,
+)
 
 pytestmark = pytest.mark.localstack
 
@@ -114,32 +124,7 @@ def test_replayed_duplicated_and_bad_messages_leave_the_state_of_the_listing(ser
     assert prediction(server) == 2.0
 
     def record(name: str, key: str, target: str = bucket) -> str:
-        return json.dumps(
-            {
-                "Records": [
-                    {
-                        "eventVersion": "2.1",
-                        "eventSource": "aws:s3",
-                        "awsRegion": "us-east-1",
-                        "eventTime": "2026-01-01T00:00:00.000Z",
-                        "eventName": name,
-                        "userIdentity": {"principalId": "x"},
-                        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-                        "responseElements": {"x-amz-request-id": "1", "x-amz-id-2": "2"},
-                        "s3": {
-                            "s3SchemaVersion": "1.0",
-                            "configurationId": "c",
-                            "bucket": {
-                                "name": target,
-                                "ownerIdentity": {"principalId": "x"},
-                                "arn": f"arn:aws:s3:::{target}",
-                            },
-                            "object": {"key": key, "size": 1, "eTag": "e", "sequencer": "1"},
-                        },
-                    }
-                ]
-            }
-        )
+        return s3_event_body(key, target, name)
 
     # WHEN a stale ObjectRemoved for version 2 is replayed, duplicated, out of order, behind junk and
     # a message for another bucket

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -88,18 +88,16 @@ class Answer:
     y: Any
 
 
-class Traffic:
-    """Threads that send predictions without pause and record every answer, with its wall-clock times."""
+class _Clients:
+    """Client threads running `_run(argument)` without pause until the `with` block ends; each
+    appends what it got to `answers`."""
 
-    def __init__(self, server: Server, threads: int = 1, params: tuple[dict[str, str], ...] = ({},)) -> None:
-        self._url = server.url
-        self._params = params
+    def __init__(self, arguments: list[Any]) -> None:
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
-        self._lock = threading.Lock()
-        self.answers: list[Answer] = []
+        self._threads = [threading.Thread(target=self._run, args=(a,), daemon=True) for a in arguments]
+        self.answers: list[Any] = []
 
-    def __enter__(self) -> Traffic:
+    def __enter__(self) -> Self:
         for thread in self._threads:
             thread.start()
         wait_until(lambda: len(self.answers) >= len(self._threads), what="traffic flowing")
@@ -109,6 +107,20 @@ class Traffic:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=30)
+
+    def _run(self, argument: Any) -> None:
+        raise NotImplementedError
+
+
+class Traffic(_Clients):
+    """Threads that send predictions without pause and record every answer, with its wall-clock times."""
+
+    def __init__(self, server: Server, threads: int = 1, params: tuple[dict[str, str], ...] = ({},)) -> None:
+        super().__init__(list(range(threads)))
+        self._url = server.url
+        self._params = params
+        self._lock = threading.Lock()
+        self.answers: list[Answer] = []
 
     def last_y(self, **params: str) -> Any:
         with self._lock:
@@ -132,25 +144,13 @@ class Traffic:
                     self.answers.append(answer)
 
 
-class DirectTraffic:
+class DirectTraffic(_Clients):
     """Threads that predict with TF Serving itself, as the clients of a sidecar agent's TF Serving do."""
 
     def __init__(self, tfserving: TFServingProcess, models: list[str]) -> None:
+        super().__init__(list(models))
         self._tfserving = tfserving
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(model,), daemon=True) for model in models]
         self.answers: list[tuple[str, Any]] = []  # (model, y or the error)
-
-    def __enter__(self) -> DirectTraffic:
-        for thread in self._threads:
-            thread.start()
-        wait_until(lambda: len(self.answers) >= len(self._threads), what="traffic flowing")
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
 
     def failures(self) -> list[tuple[str, Any]]:
         return [answer for answer in self.answers if isinstance(answer[1], Exception)]

@@ -51,14 +51,20 @@ def folders(tmp_path: Path) -> set[str]:
     return {f"{m.name}/{v.name}" for m in store.iterdir() for v in m.iterdir()} if store.is_dir() else set()
 
 
-def test_an_agent_restart_with_s3_unchanged_sends_one_config_equal_to_what_tf_serving_serves(tmp_path):
-    # GIVEN models a and b served through TF Serving by an agent, which then stops (TF Serving keeps running)
+def served_then_stopped(tmp_path: Path) -> RecordingTFServing:
+    """Models a and b, version 1 each, served through TF Serving by an agent that then stopped."""
     put_version(tmp_path / "models", "a", 1, "a1")
     put_version(tmp_path / "models", "b", 1, "b1")
     tfserving = RecordingTFServing()
     first, _ = make_agent(tmp_path, tfserving)
     run_until_ready(first)
     first.stop()
+    return tfserving
+
+
+def test_an_agent_restart_with_s3_unchanged_sends_one_config_equal_to_what_tf_serving_serves(tmp_path):
+    # GIVEN models a and b served through TF Serving by an agent, which then stops (TF Serving keeps running)
+    tfserving = served_then_stopped(tmp_path)
     served = tfserving.configs[-1]
     assert sorted(served) == ["a", "b"]
     before = folders(tmp_path)
@@ -82,12 +88,7 @@ def test_an_agent_restart_with_s3_unchanged_sends_one_config_equal_to_what_tf_se
 
 def test_after_a_restart_the_versions_s3_no_longer_has_leave_tf_serving_and_their_folders_go(tmp_path):
     # GIVEN models a and b served, and the agent stopped
-    put_version(tmp_path / "models", "a", 1, "a1")
-    put_version(tmp_path / "models", "b", 1, "b1")
-    tfserving = RecordingTFServing()
-    first, _ = make_agent(tmp_path, tfserving)
-    run_until_ready(first)
-    first.stop()
+    tfserving = served_then_stopped(tmp_path)
     (b_internal,) = tfserving.configs[-1]["b"]
     # WHEN b disappears from S3 while the agent is down, and it starts again
     (tmp_path / "models" / "b" / "1" / "saved_model.pb").unlink()
