@@ -7,10 +7,8 @@ are constructed and wired together.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
-import os
 import shutil
 import socket
 import sys
@@ -27,28 +25,23 @@ from typing import Any
 from agent import logs
 from agent.api.handler import call_with_declared, check_handler, import_handler_class
 from agent.api.http import create_app
-from agent.api.model_client import ModelClient
 from agent.boundaries import aws
 from agent.boundaries.s3 import S3
 from agent.boundaries.sns import Topic
 from agent.boundaries.sources import ModelObjects
 from agent.boundaries.sqs import Queue, QueueAdmin
-from agent.boundaries.store import ModelStore
 from agent.domain.errors import ReloaderError, SpecError
 from agent.domain.locations import S3Location, parse_location
-from agent.domain.routing import ModelSet
-from agent.domain.savedmodel import savedmodel_incomplete
 from agent.domain.settings import ReloadingSettings, describe_settings
 from agent.domain.spec import LoadedSpec, load_spec
-from agent.domain.tfserving import InternalVersions
 from agent.engine.agent import Agent, EventSource
 from agent.engine.consumer import QueueConsumer
 from agent.engine.event_sources import QueueEvents, TopicEvents
-from agent.engine.loaders import PythonLoader
 from agent.engine.registry import Registry
 from agent.engine.replica_queue import ReplicaQueue
-from agent.engine.tfserving import TFServingLoader
+from agent.engine.scheduler import Scheduler
 from agent.metrics import Metrics
+from agent.runtimes import build_runtime
 
 log = logging.getLogger("reloader")
 
@@ -143,77 +136,71 @@ def _service_arguments(command: argparse.ArgumentParser) -> None:
 
 
 class Service:
-    """A handler, its agent and its HTTP app, built from a loaded spec (`with_handler=False`: the agent alone)."""
+    """A handler, its agent and its HTTP app, built from a loaded spec (`with_handler=False`: the agent alone).
+
+    The composition root: real clients, the scheduler and the runtime are made here and passed down.
+    """
 
     def __init__(self, spec: LoadedSpec, s3_client: Any | None = None, with_handler: bool = True) -> None:
         api = spec.api
+        settings = api.reloading
         self.spec = spec
         models = spec.models
         self.registry = Registry(single_model=models.fixed[0].name if models and models.single else None)
-        self.tensorflow = TensorFlowParts(api.reloading, self.registry) if api.handler.type == "tensorflow" else None
-        if self.tensorflow and not with_handler and api.reloading.model_dir is None:
-            raise SpecError(
-                "reloading.model_dir (RELOADER_MODEL_DIR): `reloader agent` writes the versions where TF Serving "
-                "reads them, so it needs that folder, shared with the TF Serving container; found none (the "
-                "default, a private temporary folder, is out of TF Serving's reach). Set tfserving_model_dir "
-                "(RELOADER_TFSERVING_MODEL_DIR) too when TF Serving mounts it at another path"
-            )
+        self.scheduler = Scheduler()
+        self.metrics = Metrics()
+        self._own_model_dir: Path | None = None
+        model_dir = settings.model_dir
+        if model_dir is None:
+            model_dir = self._own_model_dir = Path(tempfile.mkdtemp(prefix=f"reloader-{api.name}-"))
+        self.runtime = build_runtime(
+            api.handler.type,
+            self.registry,
+            settings,
+            model_dir,
+            self.scheduler,
+            models,
+            self.metrics,
+            sidecar=not with_handler,
+        )
         self.handler: Any = None
         if with_handler:
             handler_class = import_handler_class(spec.handler_path, spec.python_path, api.handler.env)
-            check_handler(handler_class, needs_load_model=models is not None and self.tensorflow is None)
-            clients = (
-                {"tensorflow_client": self.tensorflow.client}
-                if self.tensorflow
-                else {"model_client": ModelClient(self.registry)}
-            )
-            self.handler = _construct_handler(spec, handler_class, {"config": dict(api.handler.config), **clients})
+            check_handler(handler_class, needs_load_model=models is not None and self.runtime.needs_load_model)
+            arguments = {"config": dict(api.handler.config), **self.runtime.clients}
+            self.handler = _construct_handler(spec, handler_class, arguments)
+            self.runtime.attach(self.handler)
         self.agent: Agent | None = None
         self._s3: S3 | None = None
-        self._own_model_dir: Path | None = None
         if models is not None:
-            settings = api.reloading
-            model_dir = settings.model_dir
-            if model_dir is None:
-                model_dir = self._own_model_dir = Path(tempfile.mkdtemp(prefix=f"reloader-{api.name}-"))
-            metrics = Metrics()
-            s3 = self._s3 = None
             if not models.is_local:
                 client = s3_client or aws.client("s3")
-                s3 = self._s3 = S3(client, settings.download_concurrency, metrics.s3_call)
+                self._s3 = S3(client, settings.download_concurrency, self.metrics.s3_call)
             self.agent = Agent(
                 models,
-                ModelObjects(s3),
-                # TF Serving drops a version before the reconciler removes its folder: no grace needed there
-                self.tensorflow.store(model_dir)
-                if self.tensorflow
-                else ModelStore(model_dir, retire_after=settings.retire_after),
-                (
-                    self.tensorflow.make_loader(models, model_dir, metrics)
-                    if self.tensorflow
-                    else PythonLoader(self.handler.load_model)
-                ),
+                ModelObjects(self._s3),
+                self.runtime.store,
+                self.runtime.loader,
                 self.registry,
                 settings,
-                metrics,
-                savedmodel_incomplete if self.tensorflow else None,
+                self.metrics,
+                self.runtime.completeness,
+                self.scheduler,
+                self.runtime.lifecycle,
             )
             self.agent.event_sources += event_sources(api.name, settings, self.agent)
         self.app = create_app(self.handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop)
 
     def start(self) -> None:
-        if self.tensorflow is not None:
-            self.tensorflow.start()
+        self.runtime.start()
         if self.agent is not None:
             self.agent.start()
 
     def stop(self) -> None:
-        if self.tensorflow is not None:
-            self.tensorflow.stop()  # first: TF Serving loads being awaited give up, so the workers can stop
+        self.runtime.stop()
         if self.agent is not None:
             self.agent.stop()
-        if self.tensorflow is not None:
-            self.tensorflow.close()
+        self.runtime.close()
         if self._s3 is not None:
             self._s3.close()
         if self._own_model_dir is not None:
@@ -245,7 +232,7 @@ def event_sources(api_name: str, settings: ReloadingSettings, agent: Agent) -> l
             Queue(sqs_client, url, agent.metrics.sqs_call),
             agent.models,
             agent.workers,
-            agent.registry,
+            agent.scheduler,
             agent.metrics,
             settings.visibility_timeout,
             on_queue_missing=on_queue_missing,
@@ -270,8 +257,9 @@ def event_sources(api_name: str, settings: ReloadingSettings, agent: Agent) -> l
         settings.replica_id or socket.gethostname(),
         settings.visibility_timeout,
         settings.heartbeat_interval,
+        agent.scheduler,
     )
-    return [TopicEvents(replica_queue, consumer)]
+    return [TopicEvents(replica_queue, consumer, agent.scheduler)]
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -296,73 +284,15 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
     if not_applicable:
         log.warning("accepted but not applicable on a single replica, ignored: %s", ", ".join(not_applicable))
     service = Service(spec, with_handler=with_handler)
-    server = uvicorn.Server(uvicorn.Config(service.app, host=args.host, port=args.port, log_level="warning"))
-    threading.Thread(target=_start_when_listening, args=(server, service), name="agent-start", daemon=True).start()
+    # Bound before uvicorn runs: connections wait in the backlog meanwhile, so the agent starts at
+    # once, beside the server, and /healthz never waits for a large initial load.
+    listening = socket.create_server((args.host, args.port), reuse_port=False, backlog=2048)
+    server = uvicorn.Server(uvicorn.Config(service.app, log_level="warning"))
+    threading.Thread(target=service.start, name="agent-start", daemon=True).start()
     what = "serving API" if with_handler else "agent of API"
     log.info("%s %r on http://%s:%d", what, spec.api.name, args.host, args.port)
-    server.run()
+    server.run(sockets=[listening])
     return 0
-
-
-def _start_when_listening(server: Any, service: Service) -> None:
-    """Start the agent once HTTP answers, so /healthz does not wait for a large initial load."""
-    while not server.started and not server.should_exit:
-        time.sleep(0.01)
-    if not server.should_exit:
-        service.start()
-
-
-# -- handler.type: tensorflow ----------------------------------------------------------------
-
-TENSORFLOW_EXTRA = "pip install 'model-reloader[tensorflow]'"
-
-
-class TensorFlowParts:
-    """TF Serving's gRPC client, the loader that owns its config, and the handler's `tensorflow_client`.
-
-    TensorFlow is imported here only, so the Python handler runs without the extra installed.
-    """
-
-    def __init__(self, settings: ReloadingSettings, registry: Registry) -> None:
-        missing = [name for name in ("grpc", "tensorflow", "tensorflow_serving") if not importlib.util.find_spec(name)]
-        if missing:
-            raise SpecError(
-                f"handler.type: tensorflow needs the tensorflow extra, and {', '.join(missing)} "
-                f"cannot be imported: {TENSORFLOW_EXTRA}"
-            )
-        from agent.api.tensorflow_client import TensorFlowClient
-        from agent.boundaries.tfserving import TFServing, connect
-
-        self.settings = settings
-        self.channel = connect(settings.tfserving_address)
-        self.tfserving = TFServing(self.channel, settings.tfserving_rpc_timeout, settings.tfserving_predict_timeout)
-        self.client = TensorFlowClient(registry, self.tfserving)
-        self.loader: TFServingLoader | None = None
-        self._store: ModelStore | None = None
-
-    def store(self, model_dir: Path) -> ModelStore:
-        """TF Serving's layout: `<model_dir>/<model>/<internal version>/`, a fresh number per download,
-        each with a record of its content so that a restarted agent takes over what TF Serving serves."""
-        self._store = ModelStore(model_dir, InternalVersions().folder_name, record=True)
-        return self._store
-
-    def make_loader(self, models: ModelSet, model_dir: Path, metrics: Metrics) -> TFServingLoader:
-        base_dir = self.settings.tfserving_model_dir or str(model_dir.resolve())
-        assert self._store is not None, "store() comes first"
-        self.loader = TFServingLoader(self.tfserving, models, base_dir, self.settings, metrics, store=self._store)
-        self._store.in_use = self.loader.in_use  # a folder goes only once TF Serving reports it unloaded
-        return self.loader
-
-    def start(self) -> None:
-        if self.loader is not None:
-            self.loader.start()
-
-    def stop(self) -> None:
-        if self.loader is not None:
-            self.loader.stop()
-
-    def close(self) -> None:
-        self.channel.close()
 
 
 # -- status ----------------------------------------------------------------------------------
@@ -445,4 +375,4 @@ def push_command(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    os._exit(main())
+    sys.exit(main())

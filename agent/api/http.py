@@ -66,7 +66,7 @@ def create_app(
         return PlainTextResponse("initial load in progress", 503)
 
     async def models(_: Request) -> Response:
-        return JSONResponse(agent.registry.snapshot() if agent else {})
+        return JSONResponse(agent.index.snapshot() if agent else {})
 
     async def metrics(_: Request) -> Response:
         body = agent.metrics.exposition() if agent else b""

@@ -32,8 +32,3 @@ class Topic:
         except PermanentError as error:
             if "NotFound" not in str(error):
                 raise
-
-    def subscriptions(self) -> list[dict[str, str]]:
-        with translated(f"listing the subscriptions of {self.arn}"):
-            pages = self._client.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=self.arn)
-            return [dict(item) for page in pages for item in page.get("Subscriptions", ())]

@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,10 +36,31 @@ RECORD = ".reloader-version.json"  # inside a version folder: what it was downlo
 
 # (model, version, fingerprint) -> the name of that download's folder under the model's folder
 FolderName = Callable[[str, int, str], str]
+# (delay in seconds, call): the agent's scheduler, which runs the call then (Scheduler.call_later)
+Later = Callable[[float, Callable[[], None]], object]
 
 
 def version_and_fingerprint(model: str, version: int, fingerprint: str) -> str:
     return f"{version}-{fingerprint[:12]}"
+
+
+class InternalVersions:
+    """TF Serving's layout: `<model>/<internal version>`, a fresh number per download: increasing, and
+    above any a previous run used (they start at the clock in milliseconds), so a number TF Serving
+    saw before is never given again."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            self._last = max(self._last + 1, int(self._clock() * 1000))
+            return self._last
+
+    def folder_name(self, model: str, version: int, fingerprint: str) -> str:
+        return str(self.next())
 
 
 @dataclass(frozen=True)
@@ -58,15 +80,20 @@ class ModelStore:
         folder_name: FolderName = version_and_fingerprint,
         retire_after: float = 0.0,
         record: bool = False,
+        later: Later | None = None,
+        in_use: Callable[[Path], bool] | None = None,
     ) -> None:
         self.root = root
         self._folder_name = folder_name
         self._retire_after = retire_after
         self._record = record
+        self._later = later
         self._lock = threading.Lock()
         self._installed: dict[tuple[str, int, str], Path] = {}  # (model, version, fingerprint) -> its folder
         self._deferred: set[Path] = set()  # removals that wait until the folder is no longer in use
-        self.in_use: Callable[[Path], bool] = lambda _: False
+        # Whether a loader still reads a folder (TF Serving has not reported its version unloaded):
+        # its removal then waits for `sweep`.
+        self._in_use: Callable[[Path], bool] = in_use or (lambda _: False)
 
     def folder(self, model: str, version: int, fingerprint: str) -> Path:
         """The folder of that content: the one installed (or adopted) before, else a new name."""
@@ -114,7 +141,7 @@ class ModelStore:
             return
         with self._lock:
             self._installed = {key: path for key, path in self._installed.items() if path != folder}
-            if self.in_use(folder):
+            if self._in_use(folder):
                 self._deferred.add(folder)
                 return
             self._deferred.discard(folder)
@@ -132,12 +159,10 @@ class ModelStore:
     def retire(self, folder: Path) -> None:
         """Remove the folder of a version that just stopped serving, once requests that started on it
         had time to finish (`retire_after` seconds): a model may still read its files lazily."""
-        if self._retire_after <= 0:
+        if self._retire_after <= 0 or self._later is None:
             self.remove(folder)
             return
-        timer = threading.Timer(self._retire_after, self.remove, [folder])
-        timer.daemon = True
-        timer.start()
+        self._later(self._retire_after, lambda: self.remove(folder))
 
     def recorded(self) -> list[StoredVersion]:
         """The complete version folders a previous run left with a record, which `folder` now reuses."""

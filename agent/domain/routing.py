@@ -45,11 +45,6 @@ class ModelSet:
             return ModelSource(name, self.directory.child(name), self.signature_key)
         return None
 
-    def route(self, bucket: str, key: str) -> str | None:
-        """The model a key of `bucket` belongs to, or None when it belongs to none of ours."""
-        found = self.locate(bucket, key)
-        return found[0] if found else None
-
     def locate(self, bucket: str, key: str) -> tuple[str, str] | None:
         """(model, key relative to the model's prefix), or None when the key belongs to none of ours."""
         if isinstance(self.directory, S3Location):

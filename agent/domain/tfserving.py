@@ -10,8 +10,6 @@ them to a `Servable` naming the internal one.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -100,6 +98,27 @@ def extra_versions(desired: Iterable[int], leaving: Iterable[int], states: Mappi
     return sorted(v for v, status in states.items() if status.state in LIVE_STATES and v not in expected)
 
 
+def config_drift(
+    desired: Mapping[str, Iterable[int]],
+    confirmed: Mapping[str, Iterable[int]],
+    leaving: Iterable[tuple[str, int]],
+    reported: Mapping[str, Mapping[int, VersionState]],
+) -> str | None:
+    """Why what TF Serving reports (`reported`, per model) differs from the config, or None when it agrees:
+    versions it confirmed and lost (a restart), or versions it serves that the config omits (a late call),
+    other than those just dropped (`leaving`)."""
+    leaving = set(leaving)
+    for model in sorted(reported):
+        states = reported[model]
+        lost = lost_versions(confirmed.get(model, ()), states)
+        if lost:
+            return f"it lost versions {lost} of {model!r}"
+        extra = extra_versions(desired.get(model, ()), {v for m, v in leaving if m == model}, states)
+        if extra:
+            return f"it serves versions {extra} of {model!r} that the config omits"
+    return None
+
+
 def choose_signature(signatures: Mapping[str, Mapping[str, int]], configured: str | None, where: str) -> str:
     """The signature predictions use: the configured one, else the only one, else a default one.
 
@@ -119,22 +138,3 @@ def choose_signature(signatures: Mapping[str, Mapping[str, int]], configured: st
         f"{where}: the SavedModel has {len(usable)} signatures {usable} and no signature_key says which "
         "to use; set handler.models.signature_key"
     )
-
-
-class InternalVersions:
-    """Fresh TF Serving version numbers: increasing, and above any a previous run used (they start
-    at the clock in milliseconds), so a number TF Serving saw before is never given again."""
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._last = 0
-        self._lock = threading.Lock()
-
-    def next(self) -> int:
-        with self._lock:
-            self._last = max(self._last + 1, int(self._clock() * 1000))
-            return self._last
-
-    def folder_name(self, model: str, version: int, fingerprint: str) -> str:
-        """The store's folder layout for TF Serving: `<model>/<internal version>`."""
-        return str(self.next())

@@ -1,23 +1,31 @@
-"""The in-replica agent: reconciler, per-model workers and the periodic scan, started and stopped together."""
+"""The in-replica agent: index, reconciler, model workers and the periodic scan, started and stopped together.
+
+Readiness is a condition the agent is told about, not polled: once the first scan is done, every
+version it found is loaded, failed or incomplete, except those it put off to their settle window;
+each publication of a model's value is checked against those, and a deadline (`settle` +
+SETTLED_BY_AGE) ends the wait for an upload that keeps changing.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Protocol
 
 from agent.boundaries.sources import ModelObjects
 from agent.boundaries.store import ModelStore
+from agent.domain.index import ModelState
 from agent.domain.plan import SETTLED_BY_AGE
 from agent.domain.routing import ModelSet
 from agent.domain.settings import ReloadingSettings
 from agent.domain.versions import CompletenessCheck
-from agent.engine.loaders import Loader, Resuming
+from agent.engine.index import Index
+from agent.engine.loaders import Loader
 from agent.engine.reconciler import Outcome, Reconciler
 from agent.engine.registry import Registry
 from agent.engine.scanner import PeriodicScan, Scanner
-from agent.engine.workers import ModelWorkers, Request
+from agent.engine.scheduler import Scheduler
+from agent.engine.workers import ModelWorkers
 from agent.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -31,6 +39,27 @@ class EventSource(Protocol):
     def stop(self) -> None: ...
 
 
+class Lifecycle(Protocol):
+    """What a runtime does around the agent's start: clean the store, or take over what TF Serving serves."""
+
+    def before_first_scan(self) -> None: ...
+
+    def after_first_scan(self) -> None: ...
+
+
+class CleanStore:
+    """The Python handler's lifecycle: nothing is loaded at start, so what a previous run left is stale."""
+
+    def __init__(self, store: ModelStore) -> None:
+        self._store = store
+
+    def before_first_scan(self) -> None:
+        self._store.clean()
+
+    def after_first_scan(self) -> None:
+        pass
+
+
 class Agent:
     def __init__(
         self,
@@ -42,6 +71,8 @@ class Agent:
         settings: ReloadingSettings,
         metrics: Metrics | None = None,
         completeness: CompletenessCheck | None = None,
+        scheduler: Scheduler | None = None,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         self.models = models
         self.settings = settings
@@ -49,16 +80,23 @@ class Agent:
         self.metrics = metrics or Metrics()
         self.store = store
         self.loader = loader
-        self.workers: ModelWorkers[Outcome] = ModelWorkers(self._reconcile, settings.workers)
+        self.scheduler = scheduler or Scheduler()
+        self.index = Index(registry, 0.0 if settings.ready_marker else settings.settle)
+        self._lifecycle = lifecycle or CleanStore(store)
         self.reconciler = Reconciler(
-            models, objects, store, loader, registry, settings, self.metrics, self.workers.at, completeness
+            models, objects, store, loader, registry, self.index, settings, self.metrics, self.scheduler, completeness
         )
-        self.scanner = Scanner(models, objects, self.workers, registry, self.metrics)
-        self._periodic = PeriodicScan(self.scanner, settings.scan_interval, settings.jitter)
+        self.workers: ModelWorkers[Outcome] = ModelWorkers(self.reconciler, self.scheduler, settings.workers)
+        self.reconciler.on_wake = self.workers.at
+        self.scanner = Scanner(models, objects, self.workers, self.index, self.metrics)
+        self._periodic = PeriodicScan(
+            self.scanner, self.scheduler, settings.scan_interval, settings.jitter, self._after_first_scan
+        )
         self.event_sources: list[EventSource] = []
         self._ready = threading.Event()
-        self._stopping = threading.Event()
-        self._ready_watch = threading.Thread(target=self._after_first_scan, name="ready", daemon=True)
+        self._lock = threading.Lock()
+        self._awaiting: set[tuple[str, int]] | None = None  # settling versions the initial load waits for
+        self.index.listen(self._published)
 
     @property
     def ready(self) -> bool:
@@ -69,44 +107,51 @@ class Agent:
         return self._ready.wait(timeout)
 
     def start(self) -> None:
-        if isinstance(self.loader, Resuming):
-            self.loader.resume()  # TF Serving kept serving: take over its folders rather than clean them
-        else:
-            self.store.clean()  # nothing is loaded yet: whatever a previous run left is stale
+        self._lifecycle.before_first_scan()
+        self.scheduler.start()
         for source in self.event_sources:
             source.start()
         self._periodic.start()
-        self._ready_watch.start()
 
     def stop(self) -> None:
-        self._stopping.set()
         for source in self.event_sources:
             source.stop()
         self._periodic.stop()
         self.workers.stop()
-
-    def _reconcile(self, model: str, request: Request) -> Outcome:
-        return self.reconciler(model, request)
+        self.scheduler.stop()
 
     def _after_first_scan(self) -> None:
-        self._periodic.first_scan_done.wait()
-        if isinstance(self.loader, Resuming):
-            self.loader.resumed()
+        self._lifecycle.after_first_scan()
         self.reconciler.count_drift = self.settings.event_driven
-        self._await_settling()
-        self._ready.set()
-        log.info("initial load done: %d model(s)", len(self.registry.models()))
-
-    def _await_settling(self) -> None:
-        """Versions the first scan put off to their settle window belong to the initial load: wait until
-        each is loaded or failed, or for at most `settle` + SETTLED_BY_AGE seconds (an upload still going on)."""
-        pending = self.reconciler.settling()
+        pending = self.index.settling()
         if not pending:
+            self._become_ready()
             return
         log.info("initial scan done; waiting for %d version(s) to settle", len(pending))
-        deadline = time.monotonic() + self.settings.settle + SETTLED_BY_AGE
-        while pending and time.monotonic() < deadline and not self._stopping.wait(0.05):
-            pending &= self.reconciler.settling()
+        with self._lock:
+            self._awaiting = pending
+        self.scheduler.call_later(self.settings.settle + SETTLED_BY_AGE, self._settle_deadline)
+
+    def _published(self, model: str, state: ModelState) -> None:
+        with self._lock:
+            if self._awaiting is None:
+                return
+            self._awaiting = {(m, v) for m, v in self._awaiting if m != model or v in state.settling}
+            done = not self._awaiting
+        if done:
+            self._become_ready()
+
+    def _settle_deadline(self) -> None:
+        with self._lock:
+            pending, self._awaiting = self._awaiting, None
         if pending:
             names = ", ".join(f"{model} version {version}" for model, version in sorted(pending))
             log.warning("ready although still settling (their objects keep changing): %s", names)
+        self._become_ready()
+
+    def _become_ready(self) -> None:
+        with self._lock:
+            self._awaiting = None
+        if not self._ready.is_set():
+            self._ready.set()
+            log.info("initial load done: %d model(s)", len(self.index.models()))

@@ -15,16 +15,16 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 
 from agent.boundaries.sqs import Message, Queue
 from agent.domain.errors import PermanentError, ReloaderError
-from agent.domain.events import BadMessage, ObjectEvent, parse_message
+from agent.domain.events import BadMessage, parse_message
+from agent.domain.requests import route
 from agent.domain.routing import ModelSet
 from agent.engine.background import StateLog
 from agent.engine.reconciler import Outcome
-from agent.engine.registry import Registry
-from agent.engine.workers import ModelWorkers, Request
+from agent.engine.scheduler import Scheduler, Stopping
+from agent.engine.workers import ModelWorkers
 from agent.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -34,36 +34,13 @@ BACKOFF_MAX = 10.0  # seconds, the longest wait between receive attempts while S
 BAD_MESSAGE_RECEIVES = 5  # without a redrive policy, an unparseable message is deleted at this delivery
 
 
-@dataclass(frozen=True)
-class Routed:
-    """What one message asks for: a reconcile per affected model, with its earliest event time and keys."""
-
-    models: dict[str, Request]
-    ignored: int
-
-
-def route(events: tuple[ObjectEvent, ...], models: ModelSet) -> Routed:
-    times: dict[str, float] = {}
-    keys: dict[str, set[str]] = {}
-    ignored = 0
-    for event in events:
-        found = models.locate(event.bucket, event.key)
-        if found is None:
-            ignored += 1
-            continue
-        name, key = found
-        times[name] = min(event.time, times.get(name, event.time))
-        keys.setdefault(name, set()).add(key)
-    return Routed({name: Request(event_time=times[name], keys=frozenset(keys[name])) for name in times}, ignored)
-
-
 class QueueConsumer:
     def __init__(
         self,
         source: Queue,
         models: ModelSet,
         workers: ModelWorkers[Outcome],
-        registry: Registry,
+        scheduler: Scheduler,
         metrics: Metrics,
         visibility_timeout: int,
         wait_seconds: int = 20,
@@ -72,13 +49,13 @@ class QueueConsumer:
         self._queue = source
         self._models = models
         self._workers = workers
-        self._registry = registry
+        self._scheduler = scheduler
         self._metrics = metrics
         self._visibility = visibility_timeout
         self._wait = wait_seconds
         self._on_queue_missing = on_queue_missing
         self._redrive: bool | None = None
-        self._stop = threading.Event()
+        self._stop = Stopping()
         self._done: queue.Queue[tuple[Message, bool]] = queue.Queue()
         self._receiver = threading.Thread(target=self._receive_loop, name="sqs-receive", daemon=True)
         self._acker = threading.Thread(target=self._ack_loop, name="sqs-ack", daemon=True)
@@ -109,7 +86,7 @@ class QueueConsumer:
                 self._report(f"cannot receive from {self._queue.url}: {error}")
                 if isinstance(error, PermanentError) and self._on_queue_missing is not None:
                     self._recreate()
-                self._stop.wait(delay)
+                self._scheduler.sleep(delay, self._stop)
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
             self._report(None)
@@ -145,11 +122,7 @@ class QueueConsumer:
         if not routed.models:
             self._done.put((message, True))
             return
-        futures = []
-        for model, request in routed.models.items():
-            if request.event_time is not None:
-                self._registry.note_event(model, request.event_time)
-            futures.append(self._workers.request(model, request))
+        futures = [self._workers.request(model, request) for model, request in routed.models.items()]
         _when_all(futures, lambda ok: self._done.put((message, ok)))
 
     def _bad_message(self, message: Message, error: BadMessage, context: dict[str, str]) -> None:
@@ -181,10 +154,7 @@ class QueueConsumer:
     # -- acknowledging -------------------------------------------------------------------
     def _ack_loop(self) -> None:
         while not self._stop.is_set() or not self._done.empty():
-            try:
-                first = self._done.get(timeout=1)
-            except queue.Empty:
-                continue
+            first = self._done.get()  # stop() puts an empty message to wake it
             batch = [first]
             while len(batch) < 10:
                 try:

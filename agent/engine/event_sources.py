@@ -9,6 +9,10 @@ from collections.abc import Callable
 from agent.domain.errors import ReloaderError
 from agent.engine.consumer import QueueConsumer
 from agent.engine.replica_queue import ReplicaQueue
+from agent.engine.scheduler import Handle, Scheduler
+
+RETRY_FIRST = 1.0  # seconds before the first retry to create the queue; doubled up to RETRY_MOST
+RETRY_MOST = 30.0
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +33,19 @@ class QueueEvents:
 class TopicEvents:
     """Topic mode: create this replica's queue on the topic, consume it, delete it on a clean stop."""
 
-    def __init__(self, replica_queue: ReplicaQueue, consumer_for: Callable[[str, Callable[[], None]], QueueConsumer]):
+    def __init__(
+        self,
+        replica_queue: ReplicaQueue,
+        consumer_for: Callable[[str, Callable[[], None]], QueueConsumer],
+        scheduler: Scheduler,
+    ) -> None:
         self._replica_queue = replica_queue
         self._consumer_for = consumer_for
+        self._scheduler = scheduler
         self._consumer: QueueConsumer | None = None
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._retry = threading.Thread(target=self._keep_trying, name="queue-create", daemon=True)
+        self._stopped = False
+        self._retry: Handle | None = None
 
     def start(self) -> None:
         """Create the queue now, or, while SQS/SNS cannot be reached, keep trying in the background
@@ -44,13 +54,13 @@ class TopicEvents:
             self._begin()
         except ReloaderError as error:
             log.error("cannot create this replica's queue yet: %s; retrying in the background", error)
-            self._retry.start()
+            self._try_later(RETRY_FIRST)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._retry.is_alive():
-            self._retry.join(timeout=5)
         with self._lock:
+            self._stopped = True
+            if self._retry is not None:
+                self._retry.cancel()
             if self._consumer is not None:
                 self._consumer.stop()
             self._replica_queue.delete()
@@ -58,21 +68,24 @@ class TopicEvents:
     def _begin(self) -> None:
         url = self._replica_queue.create()
         with self._lock:
-            if self._stop.is_set():
+            if self._stopped:
                 return
             self._consumer = self._consumer_for(url, self._recreate)
             self._consumer.start()
             self._replica_queue.start_heartbeat()
 
-    def _keep_trying(self) -> None:
-        delay = 1.0
-        while not self._stop.wait(delay):
-            try:
-                self._begin()
-                log.info("created this replica's queue after all")
-                return
-            except ReloaderError:
-                delay = min(delay * 2, 30.0)
+    def _try_later(self, delay: float) -> None:
+        with self._lock:
+            if not self._stopped:
+                self._retry = self._scheduler.call_later(delay, lambda: self._try_again(delay))
+
+    def _try_again(self, delay: float) -> None:
+        try:
+            self._begin()
+        except ReloaderError:
+            self._try_later(min(delay * 2, RETRY_MOST))
+        else:
+            log.info("created this replica's queue after all")
 
     def _recreate(self) -> None:
         """The queue vanished (deleted by hand, or a janitor misjudged us): create and subscribe it again."""

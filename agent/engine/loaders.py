@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 
 class Loader(Protocol):
@@ -17,16 +17,8 @@ class Loader(Protocol):
         Called after the registry dropped it and before its folder is deleted.
         """
 
-
-@runtime_checkable
-class Resuming(Protocol):
-    """A loader whose versions outlive the agent (TF Serving keeps serving while the agent restarts)."""
-
-    def resume(self) -> None:
-        """Before the first scan: take over what a previous run left, instead of the store being cleaned."""
-
-    def resumed(self) -> None:
-        """After the first scan: let go of what was taken over and not claimed by a load."""
+    def describe(self, value: Any) -> dict[str, Any]:
+        """What `/models` shows of a loaded value besides its state (nothing, or TF Serving's version)."""
 
 
 class PythonLoader:
@@ -40,3 +32,6 @@ class PythonLoader:
 
     def unload(self, model: str, version: int, value: Any) -> None:
         pass  # the registry dropped the last reference; in-flight requests finish on their own
+
+    def describe(self, value: Any) -> dict[str, Any]:
+        return {}

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable
 
 from agent.boundaries.sns import Topic
 from agent.boundaries.sqs import QueueAdmin, subscription_policy
 from agent.domain import fleet
 from agent.domain.errors import ReloaderError
-from agent.engine.background import Repeat, StateLog
+from agent.engine.background import StateLog
+from agent.engine.scheduler import Handle, Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ class ReplicaQueue:
         replica: str,
         visibility_timeout: int,
         heartbeat_interval: float,
-        clock: Callable[[], float] = time.time,
+        scheduler: Scheduler,
     ) -> None:
         self._admin = admin
         self._topic = topic
@@ -43,11 +42,12 @@ class ReplicaQueue:
         self._api = api
         self._replica = replica
         self._visibility = visibility_timeout
-        self._clock = clock
+        self._scheduler = scheduler
+        self._heartbeat_interval = heartbeat_interval
+        self._heartbeat: Handle | None = None
         self.url = ""
         self.dead_letter_url = ""
         self.subscription_arn = ""
-        self._heartbeat = Repeat("queue-heartbeat", self._beat, lambda: heartbeat_interval)
         self._heartbeat_state = StateLog(log, "%s", "heartbeat refreshed again", {"queue": self.name})
 
     def create(self) -> str:
@@ -69,11 +69,12 @@ class ReplicaQueue:
         return self.url
 
     def start_heartbeat(self) -> None:
-        self._heartbeat.start()
+        self._heartbeat = self._scheduler.every(lambda: self._heartbeat_interval, self._beat)
 
     def delete(self) -> None:
         """Unsubscribe and delete both queues (clean shutdown)."""
-        self._heartbeat.stop(timeout=5)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
         try:
             if self.subscription_arn:
                 self._topic.unsubscribe(self.subscription_arn)
@@ -86,7 +87,7 @@ class ReplicaQueue:
 
     def _tags(self) -> dict[str, str]:
         return {
-            fleet.HEARTBEAT_TAG: str(int(self._clock())),
+            fleet.HEARTBEAT_TAG: str(int(self._scheduler.now())),
             fleet.TOPIC_TAG: self._topic.arn,
             fleet.API_TAG: self._api,
             fleet.REPLICA_TAG: self._replica,
@@ -95,7 +96,7 @@ class ReplicaQueue:
     def _beat(self) -> None:
         try:
             for url in (self.url, self.dead_letter_url):
-                self._admin.tag(url, {fleet.HEARTBEAT_TAG: str(int(self._clock()))})
+                self._admin.tag(url, {fleet.HEARTBEAT_TAG: str(int(self._scheduler.now()))})
         except ReloaderError as error:
             self._heartbeat_state(f"cannot refresh the heartbeat tag: {error}")
         else:

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future, wait
 
 from agent.boundaries.sources import ModelObjects
 from agent.domain.errors import ReloaderError
+from agent.domain.requests import Request
 from agent.domain.routing import ModelSet, is_model_name
 from agent.domain.versions import ObjectInfo
-from agent.engine.background import Repeat, StateLog
+from agent.engine.background import StateLog
+from agent.engine.index import Index
 from agent.engine.reconciler import Outcome
-from agent.engine.registry import Registry
-from agent.engine.workers import ModelWorkers, Request
+from agent.engine.scheduler import Handle, Scheduler
+from agent.engine.workers import ModelWorkers
 from agent.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -32,13 +34,13 @@ class Scanner:
         models: ModelSet,
         objects: ModelObjects,
         workers: ModelWorkers[Outcome],
-        registry: Registry,
+        index: Index,
         metrics: Metrics,
     ) -> None:
         self._models = models
         self._objects = objects
         self._workers = workers
-        self._registry = registry
+        self._index = index
         self._metrics = metrics
         self._dir_models: set[str] = set()
         self._report = StateLog(log, "scan: %s; loaded models keep serving", "scan: listing works again")
@@ -67,7 +69,7 @@ class Scanner:
             name, _, rest = obj.key.partition("/")
             if rest and is_model_name(name):
                 grouped[name].append(ObjectInfo(rest, obj.size, obj.etag, obj.last_modified))
-        known = self._dir_models | set(self._registry.models())
+        known = self._dir_models | set(self._index.models())
         self._dir_models = set(grouped)
         return [
             self._workers.request(name, Request(objects=grouped.get(name, []), from_scan=True))
@@ -76,22 +78,35 @@ class Scanner:
 
 
 class PeriodicScan:
-    """Run `scanner.scan()` now, then every `interval` seconds (spread by `jitter`) until stopped."""
+    """Run `scanner.scan()` now, then every `interval` seconds (spread by `jitter`) until stopped;
+    `on_first_scan()` once the first one is done (or failed)."""
 
-    def __init__(self, scanner: Scanner, interval: float, jitter: float) -> None:
+    def __init__(
+        self,
+        scanner: Scanner,
+        scheduler: Scheduler,
+        interval: float,
+        jitter: float,
+        on_first_scan: Callable[[], None],
+    ) -> None:
         self._scanner = scanner
-        self.first_scan_done = threading.Event()
+        self._scheduler = scheduler
+        self._on_first_scan: Callable[[], None] | None = on_first_scan
         spread = interval * jitter
-        self._repeat = Repeat("scan", self._scan, lambda: interval + random.uniform(-spread, spread), immediately=True)
+        self._interval = lambda: interval + random.uniform(-spread, spread)
+        self._handle: Handle | None = None
 
     def start(self) -> None:
-        self._repeat.start()
+        self._handle = self._scheduler.every(self._interval, self._scan, first=0)
 
     def stop(self) -> None:
-        self._repeat.stop(timeout=30)
+        if self._handle is not None:
+            self._handle.cancel()
 
     def _scan(self) -> None:
         try:
             self._scanner.scan()
         finally:
-            self.first_scan_done.set()
+            first, self._on_first_scan = self._on_first_scan, None
+            if first is not None:
+                first()

@@ -3,27 +3,31 @@
 `load` adds a downloaded internal version to the desired config, sends the complete config
 (every model: TF Serving unloads what it omits) and waits until GetModelStatus says AVAILABLE,
 or END with an error (a failed version). `unload` drops a version, sends, and waits until TF
-Serving reports it unloaded, so the reconciler may then delete its folder. Workers load
-different models in parallel, so config calls are serialised by one lock and each carries the
-whole desired state; a call that adds a model new to TF Serving has a deadline covering the
-load timeout, as TF Serving answers it only once the model loaded (and keeps applying a call
-whose caller gave up). A watchdog compares what TF Serving serves with the config and sends it
-again when they differ: TF Serving restarted, missed a change, or applied a late call.
+Serving reports it unloaded, so the reconciler may then delete its folder.
+
+Plan, then act: the desired internal versions and what TF Serving reports are plain values; what
+to send, and whether TF Serving drifted from it, are pure functions (agent.domain.tfserving). Model
+workers load different models in parallel, and `HandleReloadConfigRequest` replaces the whole
+config, so there is one sender: each config is taken with a generation number under the state lock
+(never held across an RPC), and a config is never sent after a newer one went. A call that adds
+a model new to TF Serving has a deadline covering the load timeout, as TF Serving answers it only
+once the model loaded (and keeps applying a call whose caller gave up). A watchdog compares what
+TF Serving serves with the config and sends it again when they differ: TF Serving restarted,
+missed a change, or applied a late call.
 
 A folder is removed only once TF Serving reports its version unloaded (`in_use`, `ModelStore.sweep`).
-An agent restart leaves TF Serving serving: `resume` takes over the folders it serves, so the
-first config names them all, and `resumed` drops those the first scan did not claim.
+An agent restart leaves TF Serving serving: `before_first_scan` takes over the folders it serves,
+so the first config names them all, and `after_first_scan` drops those the first scan did not claim.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from agent.boundaries.store import ModelStore
 from agent.domain.errors import PermanentError, ReloaderError, ReloadUnconfirmedError, TemporaryError
@@ -35,13 +39,13 @@ from agent.domain.tfserving import (
     Servable,
     VersionState,
     choose_signature,
-    extra_versions,
+    config_drift,
     is_unloaded,
     load_progress,
-    lost_versions,
     model_config,
 )
-from agent.engine.background import Repeat, StateLog
+from agent.engine.background import StateLog
+from agent.engine.scheduler import Handle, Scheduler, Stopping
 from agent.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -71,8 +75,8 @@ class TFServingLoader:
         models: ModelSet,
         base_dir: str,
         settings: ReloadingSettings,
+        scheduler: Scheduler,
         metrics: Metrics | None = None,
-        clock: Callable[[], float] = time.monotonic,
         store: ModelStore | None = None,
     ) -> None:
         self._tfserving = tfserving
@@ -80,27 +84,34 @@ class TFServingLoader:
         self._base_dir = base_dir.rstrip("/")
         self._settings = settings
         self._metrics = metrics or Metrics()
-        self._clock = clock
+        self._scheduler = scheduler
+        self._clock = scheduler.now
         self._store = store
-        self._sending = threading.RLock()  # serialises config calls (held across the call)
-        self._lock = threading.Lock()  # guards the sets below, never held across a call
-        self._claimed = threading.Condition(self._lock)  # a load claimed a version taken over at start
+        self._sending = threading.Lock()  # the one sender: held across a config call, and only there
+        self._lock = threading.Lock()  # guards the values below, never held across a call
         self._desired: dict[str, set[int]] = {}  # internal versions TF Serving should serve, per model
         self._confirmed: dict[str, set[int]] = {}  # those it reported AVAILABLE
         self._leaving: dict[Key, float] = {}  # dropped from the config, not yet seen unloaded: when dropped
         self._adopted: dict[Key, Path] = {}  # taken over at start, not yet claimed by a load
         self._sent: tuple[ModelEntry, ...] | None = None  # the config TF Serving last took; None: unknown
         self._missed = False  # the last config call failed: TF Serving may not have the config
-        self._stop = threading.Event()  # set by stop(): loads being awaited give up
-        self._watchdog = Repeat("tfserving-watchdog", self._watch, lambda: settings.tfserving_watch_interval)
+        self._generation = 0  # of the newest config taken for sending
+        self._sent_generation = 0  # of the newest config sent
+        self._stop = Stopping()  # set by stop(): loads being awaited give up
+        self._watchdog: Handle | None = None
         self._reachability = StateLog(log, "TF Serving does not answer: %s", "TF Serving answers again")
 
     def start(self) -> None:
-        self._watchdog.start()
+        self._watchdog = self._scheduler.every(lambda: self._settings.tfserving_watch_interval, self._watch)
 
     def stop(self) -> None:
         self._stop.set()
-        self._watchdog.stop()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+
+    def describe(self, value: Any) -> dict[str, Any]:
+        """Clients that call TF Serving directly name this version."""
+        return {"tfserving_version": value.internal_version} if isinstance(value, Servable) else {}
 
     # -- Loader ----------------------------------------------------------------------------
     def load(self, model: str, version: int, path: Path) -> Servable:
@@ -155,7 +166,7 @@ class TFServingLoader:
             return (model, internal) in self._leaving or internal in self._desired.get(model, ())
 
     # -- an agent restart --------------------------------------------------------------------
-    def resume(self) -> None:
+    def before_first_scan(self) -> None:
         """Before the first scan: take over the folders a previous run left that TF Serving still serves
         (or loads), so that the first config keeps them; remove the others."""
         if self._store is None:
@@ -185,14 +196,19 @@ class TFServingLoader:
         if adopted:
             log.info("TF Serving: taking over %d version folder(s) of a previous run", len(adopted))
 
-    def resumed(self) -> None:
+    def after_first_scan(self) -> None:
         """After the first scan: drop the versions taken over that no load claimed (S3 changed meanwhile).
 
-        A version uploaded just before the restart loads only after its settle window: wait that long.
+        A version uploaded just before the restart loads only after its settle window: the drop waits that long.
         """
-        settle = 0.0 if self._settings.ready_marker else self._settings.settle
-        with self._claimed:
-            self._claimed.wait_for(lambda: not self._adopted or self._stop.is_set(), timeout=settle + RESUME_MARGIN)
+        with self._lock:
+            adopted = bool(self._adopted)
+        if adopted:
+            settle = 0.0 if self._settings.ready_marker else self._settings.settle
+            self._scheduler.call_later(settle + RESUME_MARGIN, self._drop_unclaimed)
+
+    def _drop_unclaimed(self) -> None:
+        with self._lock:
             dropped, self._adopted = self._adopted, {}
             for model, internal in dropped:
                 self._forget(model, internal)
@@ -209,8 +225,7 @@ class TFServingLoader:
         with self._lock:
             self._desired.setdefault(model, set()).add(internal)
             self._leaving.pop((model, internal), None)
-            if self._adopted.pop((model, internal), None) is not None:
-                self._claimed.notify_all()
+            self._adopted.pop((model, internal), None)
         try:
             self._send()
         except ReloadUnconfirmedError as error:
@@ -237,24 +252,31 @@ class TFServingLoader:
 
     def _send(self, force: bool = False) -> None:
         """Send the complete desired config, unless TF Serving already took that very config (`force`:
-        send it all the same, to a TF Serving that may have lost it: every model may be new to it)."""
+        send it all the same, to a TF Serving that may have lost it: every model may be new to it).
+
+        The config and its generation are taken under the state lock; the call is made under the
+        sender's lock alone; a config older than one already sent is never sent."""
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
         with self._sending:
             with self._lock:
+                if generation < self._generation and not force:
+                    return  # a newer config is waiting for the sender: it carries this change too
                 entries = model_config(self._desired, self._base_path)
                 previous = self._sent
-            if entries == previous and not force:
-                return
+                if entries == previous and not force:
+                    return
+                self._sent, self._missed = None, True
             # TF Serving answers a call that adds a model only once it loaded: wait as long as a load may take.
             known = {entry.name for entry in previous} if previous is not None else set()
             adds = force or any(entry.name not in known for entry in entries)
             timeout = self._settings.tfserving_rpc_timeout
             if adds:
                 timeout += self._settings.tfserving_load_timeout
-            with self._lock:
-                self._sent, self._missed = None, True
             self._tfserving.reload_config(entries, timeout=timeout)
             with self._lock:
-                self._sent, self._missed = entries, False
+                self._sent, self._missed, self._sent_generation = entries, False, generation
 
     def _send_logged(self, what: str) -> None:
         try:
@@ -292,7 +314,7 @@ class TFServingLoader:
                     f"TF Serving: model {model!r} not {what} after {timeout} s"
                     + (f" (last: {last_error})" if last_error else "")
                 )
-            if self._stop.wait(interval):
+            if self._scheduler.sleep(interval, self._stop):
                 raise TemporaryError(f"stopping while model {model!r} is being {what}")
             interval = min(interval * 2, LAST_POLL)
 
@@ -300,39 +322,33 @@ class TFServingLoader:
     def check(self) -> bool:
         """Send the config again if what TF Serving serves differs from it: versions it lost (it
         restarted), versions it serves that the config omits (a late call), or a change it missed.
-        Return whether it was sent."""
+        Return whether it was sent. No lock is held across the status calls: a drift is looked at
+        twice (a load or unload may have changed the config in between), and what is sent is the
+        config as it is at the moment of sending."""
         if self._drift() is None:
             self._note_unloaded()
             return False
-        with self._sending:  # no config call in between: look again, then send
-            why = self._drift()
-            if why is None:
-                return False
-            log.warning("TF Serving: %s; sending the whole config again", why)
-            self._send(force=True)
+        why = self._drift()
+        if why is None:
+            return False
+        log.warning("TF Serving: %s; sending the whole config again", why)
+        self._send(force=True)
         self._metrics.tfserving_resends.inc()
         return True
 
     def _drift(self) -> str | None:
         """Why TF Serving's versions differ from the config, or None when they agree."""
         with self._lock:
-            desired = {model: set(versions) for model, versions in self._desired.items()}
-            confirmed = {model: set(versions) for model, versions in self._confirmed.items()}
+            desired = {model: frozenset(versions) for model, versions in self._desired.items()}
+            confirmed = {model: frozenset(versions) for model, versions in self._confirmed.items()}
             grace = self._clock() - self._settings.tfserving_load_timeout
             leaving = {key for key, since in self._leaving.items() if since > grace}
             missed = self._missed
         if missed:
             return "it missed the last config change"
-        models = set(desired) | set(confirmed) | {model for model, _ in leaving}
-        for model in sorted(models):
-            states = self._tfserving.model_status(model)
-            lost = lost_versions(confirmed.get(model, ()), states)
-            if lost:
-                return f"it lost versions {lost} of {model!r}"
-            extra = extra_versions(desired.get(model, ()), {v for m, v in leaving if m == model}, states)
-            if extra:
-                return f"it serves versions {extra} of {model!r} that the config omits"
-        return None
+        models = sorted(set(desired) | set(confirmed) | {model for model, _ in leaving})
+        reported = {model: self._tfserving.model_status(model) for model in models}
+        return config_drift(desired, confirmed, leaving, reported)
 
     def _note_unloaded(self) -> None:
         """Forget the dropped versions TF Serving reports unloaded, and remove their folders."""

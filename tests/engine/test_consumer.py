@@ -16,12 +16,13 @@ import pytest
 
 from agent.boundaries.sqs import Message
 from agent.domain.locations import S3Location
+from agent.domain.requests import Request
 from agent.domain.routing import ModelSet, ModelSource
 from agent.engine import consumer as consumer_module
 from agent.engine.consumer import QueueConsumer
 from agent.engine.reconciler import Outcome
-from agent.engine.registry import Registry
-from agent.engine.workers import ModelWorkers, Request
+from agent.engine.scheduler import Scheduler
+from agent.engine.workers import ModelWorkers
 from agent.metrics import Metrics
 from tests.support import s3_event_body, wait_until
 
@@ -68,22 +69,27 @@ Work = Callable[[str, Request], Outcome]
 
 @pytest.fixture
 def consume() -> Iterator[Callable[..., tuple[RecordingQueue, Metrics]]]:
-    running: list[tuple[QueueConsumer, ModelWorkers[Outcome]]] = []
+    running: list[tuple[QueueConsumer, ModelWorkers[Outcome], Scheduler]] = []
 
     def start(messages: list[Message], work: Work, redrive_policy: bool = True) -> tuple[RecordingQueue, Metrics]:
         queue = RecordingQueue(messages, redrive_policy)
-        models = ModelSet(fixed=(ModelSource("m", S3Location(BUCKET, "m")),))
-        workers: ModelWorkers[Outcome] = ModelWorkers(work)
+        models = ModelSet(
+            fixed=(ModelSource("m", S3Location(BUCKET, "m")), ModelSource("other", S3Location(BUCKET, "other")))
+        )
+        scheduler = Scheduler()
+        scheduler.start()
+        workers: ModelWorkers[Outcome] = ModelWorkers(work, scheduler)
         metrics = Metrics()
-        consumer = QueueConsumer(queue, models, workers, Registry(), metrics, visibility_timeout=30)  # type: ignore[arg-type]
+        consumer = QueueConsumer(queue, models, workers, scheduler, metrics, visibility_timeout=30)  # type: ignore[arg-type]
         consumer.start()
-        running.append((consumer, workers))
+        running.append((consumer, workers, scheduler))
         return queue, metrics
 
     yield start
-    for consumer, workers in running:
+    for consumer, workers, scheduler in running:
         consumer.stop()
         workers.stop()
+        scheduler.stop()
 
 
 def count(metrics: Metrics, name: str, **labels: str) -> float:
@@ -95,25 +101,26 @@ def message(id_: str, body: str, receive_count: int = 1) -> Message:
 
 
 def test_a_message_is_deleted_only_once_its_reconcile_has_finished(consume):
-    # GIVEN a reconcile that is still running
+    # GIVEN a reconcile of model m that is still running, and a message for another model behind it
     release = threading.Event()
     started = threading.Event()
 
-    def slow(model: str, request: Request) -> Outcome:
-        started.set()
-        release.wait(10)
+    def slow_for_m(model: str, request: Request) -> Outcome:
+        if model == "m":
+            started.set()
+            release.wait(10)
         return Outcome(model, changed=True)
 
-    queue, metrics = consume([message("a", s3_event("m/2/model.pkl"))], slow)
+    queue, metrics = consume([message("a", s3_event("m/2/model.pkl")), message("b", s3_event("other/1/x"))], slow_for_m)
     assert started.wait(5)
-    # THEN its message is not deleted while it runs
-    assert not release.wait(0.3)
-    assert queue.deleted == []
+    # THEN the other model's message is deleted once its reconcile is done, and m's is not while m's runs
+    wait_until(lambda: queue.deleted == ["b"], timeout=5, what="the other model's message deleted")
+    assert "a" not in queue.deleted
     # WHEN it finishes THEN the message is deleted
     release.set()
-    wait_until(lambda: queue.deleted == ["a"], timeout=5, what="the delete")
+    wait_until(lambda: sorted(queue.deleted) == ["a", "b"], timeout=5, what="the delete")
     assert queue.retried == []
-    assert count(metrics, "reloader_messages_total", result="deleted") == 1
+    assert count(metrics, "reloader_messages_total", result="deleted") == 2
 
 
 def test_after_a_temporary_failure_the_message_is_left_and_made_visible_soon(consume):
@@ -139,7 +146,7 @@ def test_after_a_permanent_error_the_message_is_deleted(consume):
 
 def test_events_are_counted_one_per_record(consume):
     body = json.dumps(
-        {"Records": json.loads(s3_event("m/1/a"))["Records"] + json.loads(s3_event("other/1/a"))["Records"]}
+        {"Records": json.loads(s3_event("m/1/a"))["Records"] + json.loads(s3_event("elsewhere/1/a"))["Records"]}
     )
     queue, metrics = consume([message("a", body)], lambda model, _: Outcome(model))
     wait_until(lambda: queue.deleted == ["a"], timeout=5, what="the delete")

@@ -6,10 +6,9 @@ import pytest
 
 from agent.domain.events import ObjectEvent
 from agent.domain.locations import S3Location
+from agent.domain.requests import Request, merge, route
 from agent.domain.routing import ModelSet, ModelSource
 from agent.domain.versions import ObjectInfo, event_can_matter
-from agent.engine.consumer import route
-from agent.engine.workers import Request, merge
 
 MODELS = ModelSet(fixed=(ModelSource("iris", S3Location("b", "models/iris")),))
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.boundaries.store import ModelStore, StoredVersion
-from agent.domain.tfserving import InternalVersions
+from agent.boundaries.store import InternalVersions, ModelStore, StoredVersion
 
 
 def fill(content: str):
@@ -31,10 +30,10 @@ def test_folders_record_their_content_and_a_new_store_reuses_them(tmp_path):
 
 def test_a_folder_in_use_is_removed_only_once_it_is_no_longer(tmp_path):
     # GIVEN a folder the loader still needs (TF Serving has not reported its version unloaded)
-    store = ModelStore(tmp_path, InternalVersions().folder_name, record=True)
+    busy: set[Path] = set()
+    store = ModelStore(tmp_path, InternalVersions().folder_name, record=True, in_use=lambda path: path in busy)
     folder = store.install("a", 1, "fp1", fill("one"))
-    busy = {folder}
-    store.in_use = lambda path: path in busy
+    busy.add(folder)
     # WHEN it is removed THEN it stays, until a sweep after it is no longer in use
     store.remove(folder)
     assert folder.is_dir()

@@ -3,47 +3,45 @@ TF Serving of test_tfserving_loader: what an agent restart sends, and which fold
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-from agent.boundaries.sources import ModelObjects
-from agent.boundaries.store import ModelStore
 from agent.domain.errors import TemporaryError
 from agent.domain.locations import LocalLocation
 from agent.domain.routing import ModelSet, ModelSource
 from agent.domain.settings import ReloadingSettings
-from agent.domain.tfserving import InternalVersions
 from agent.engine.agent import Agent
-from agent.engine.registry import Registry
 from agent.engine.tfserving import TFServingLoader
-from agent.metrics import Metrics
+from tests.fakes import build_agent
 from tests.support import wait_until
 from tests.unit.test_tfserving_loader import RecordingTFServing
 
 
 def put_version(models: Path, model: str, version: int, content: str) -> None:
     folder = models / model / str(version)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "saved_model.pb").write_text(content)
+    (folder / "variables").mkdir(parents=True, exist_ok=True)
+    (folder / "saved_model.pb").write_text(content)  # a complete SavedModel as the structural check sees it
+    (folder / "variables" / "variables.index").write_text("index")
+    (folder / "variables" / "variables.data-00000-of-00001").write_text("data")
 
 
 def make_agent(tmp_path: Path, tfserving: RecordingTFServing, settle: float = 0) -> tuple[Agent, TFServingLoader]:
-    """An agent as `reloader agent` builds it for TF Serving: recorded folders, the store asking the loader."""
+    """An agent as `reloader agent` builds it for TF Serving (the same runtime factory), on the recording fake."""
     models = tmp_path / "models"
     model_set = ModelSet(
         fixed=tuple(ModelSource(name, LocalLocation(models / name)) for name in ("a", "b")), single=False
     )
     settings = ReloadingSettings(interval=3600, settle=settle, tfserving_load_timeout=5.0, retry_backoff=0.05)
-    store = ModelStore(tmp_path / "store", InternalVersions().folder_name, record=True)
-    loader = TFServingLoader(tfserving, model_set, str(tmp_path / "store"), settings, Metrics(), store=store)
-    store.in_use = loader.in_use
-    agent = Agent(model_set, ModelObjects(None), store, loader, Registry(), settings, Metrics())
-    return agent, loader
+    agent, runtime = build_agent(
+        model_set, settings, tmp_path / "store", handler_type="tensorflow", tfserving=tfserving
+    )
+    assert isinstance(runtime.loader, TFServingLoader)
+    agent.start()  # the runtime's start is the loader's: the CLI starts both
+    return agent, runtime.loader
 
 
 def run_until_ready(agent: Agent) -> None:
-    agent.start()
     assert agent.wait_ready(10)
-    agent._ready_watch.join(timeout=10)  # resumed() ran
 
 
 def folders(tmp_path: Path) -> set[str]:
@@ -74,6 +72,7 @@ def test_an_agent_restart_with_s3_unchanged_sends_one_config_equal_to_what_tf_se
     second, _ = make_agent(tmp_path, tfserving)
     try:
         run_until_ready(second)
+        wait_until(lambda: second.registry.loaded("a") and second.registry.loaded("b"), what="both taken over")
         # THEN it sent one config, equal to the one TF Serving serves: no version left TF Serving's config
         assert tfserving.configs[sent:] == [served]
         # AND it took over the folders (nothing downloaded again), and serves both models from them
@@ -91,13 +90,13 @@ def test_after_a_restart_the_versions_s3_no_longer_has_leave_tf_serving_and_thei
     tfserving = served_then_stopped(tmp_path)
     (b_internal,) = tfserving.configs[-1]["b"]
     # WHEN b disappears from S3 while the agent is down, and it starts again
-    (tmp_path / "models" / "b" / "1" / "saved_model.pb").unlink()
-    (tmp_path / "models" / "b" / "1").rmdir()
+    shutil.rmtree(tmp_path / "models" / "b" / "1")
     second, loader = make_agent(tmp_path, tfserving)
     try:
         run_until_ready(second)
         # THEN the first config still held b (nothing left before the scan decided), the last one drops it
-        assert "b" in tfserving.configs[-2] and "b" not in tfserving.configs[-1]
+        wait_until(lambda: "b" not in tfserving.configs[-1], what="the unclaimed version dropped")
+        assert "b" in tfserving.configs[-2]
         # AND b's folder goes once TF Serving reports it unloaded
         assert loader.check() is False
         assert folders(tmp_path) == {f"a/{tfserving.configs[-1]['a'][0]}"}
@@ -115,7 +114,7 @@ def test_a_load_tf_serving_cannot_take_for_now_keeps_its_download_for_the_retry(
     try:
         run_until_ready(agent)
         # THEN the version failed for now, says why in TF Serving's words, and its folder stays
-        status = agent.registry.snapshot()["a"]["versions"]["1"]
+        status = agent.index.snapshot()["a"]["versions"]["1"]
         assert status["state"] == "failed" and "UNAVAILABLE" in status["error"]
         assert "load_model raised" not in status["error"]
         kept = folders(tmp_path)
@@ -133,7 +132,6 @@ def test_versions_uploaded_just_before_a_restart_are_kept_through_their_settle_w
     put_version(tmp_path / "models", "a", 1, "a1")
     tfserving = RecordingTFServing()
     first, _ = make_agent(tmp_path, tfserving, settle=0.3)
-    first.start()
     wait_until(lambda: first.registry.loaded("a"), timeout=10, what="version 1 loaded after its settle window")
     first.stop()
     served = tfserving.configs[-1]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from agent.boundaries.store import InternalVersions
 from agent.domain.errors import PermanentError
 from agent.domain.tfserving import (
-    InternalVersions,
     ModelEntry,
     VersionState,
     choose_signature,

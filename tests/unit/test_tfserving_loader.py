@@ -14,6 +14,7 @@ from agent.domain.locations import LocalLocation
 from agent.domain.routing import ModelSet, ModelSource
 from agent.domain.settings import ReloadingSettings
 from agent.domain.tfserving import ModelEntry, Servable, VersionState
+from agent.engine.scheduler import Scheduler
 from agent.engine.tfserving import TFServingLoader
 from agent.metrics import Metrics
 from tests.support import wait_until
@@ -87,21 +88,36 @@ class SteppingClock:
     """A clock that moves `step` seconds each time it is read, so timeouts pass at once."""
 
     def __init__(self, step: float) -> None:
-        self.now = 0.0
+        self._now = 0.0
         self.step = step
 
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now
+    def now(self) -> float:
+        self._now += self.step
+        return self._now
+
+    def wait(self, condition: threading.Condition, until: float | None) -> None:
+        condition.wait(0.001)  # any later read is past `until`
 
 
 MODELS = ModelSet(fixed=(ModelSource("a", LocalLocation(Path("/a"))), ModelSource("b", LocalLocation(Path("/b")))))
 
 
+SCHEDULERS: list[Scheduler] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_schedulers():
+    yield
+    while SCHEDULERS:
+        SCHEDULERS.pop().stop()
+
+
 def loader_for(tfserving: RecordingTFServing, clock=None, **settings) -> TFServingLoader:
     options = {"tfserving_load_timeout": 5.0, **settings}
-    extra = {"clock": clock} if clock else {}
-    return TFServingLoader(tfserving, MODELS, "/tf/models/", ReloadingSettings(**options), Metrics(), **extra)
+    scheduler = Scheduler(clock)
+    scheduler.start()
+    SCHEDULERS.append(scheduler)
+    return TFServingLoader(tfserving, MODELS, "/tf/models/", ReloadingSettings(**options), scheduler, Metrics())
 
 
 def test_a_load_sends_the_complete_config_and_returns_once_available():

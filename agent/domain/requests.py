@@ -1,0 +1,63 @@
+"""Why a model is reconciled, and which models one message's events ask for: pure values.
+
+An event only names a model to look at now (with the keys that changed and the event's time);
+a scan brings the listing it already made. Requests for one model that queue up while its
+worker is busy merge into one (`merge`), so a burst of events costs one reconcile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from agent.domain.events import ObjectEvent
+from agent.domain.routing import ModelSet
+from agent.domain.versions import ObjectInfo, version_of_key
+
+
+@dataclass(frozen=True)
+class Request:
+    """Why a model is reconciled: its objects when a scan already listed them, an event's time."""
+
+    objects: Sequence[ObjectInfo] | None = None
+    event_time: float | None = None
+    from_scan: bool = False
+    keys: frozenset[str] | None = None  # the changed keys (relative to the model) an event named; None: look
+
+    @property
+    def versions(self) -> frozenset[int] | None:
+        """The versions the request's keys belong to; None when it names no keys (every version)."""
+        return None if self.keys is None else frozenset(version_of_key(key) for key in self.keys)
+
+
+def merge(requests: Sequence[Request]) -> Request:
+    """One request that serves all: re-list unless every one brought a listing; earliest event time."""
+    objects = requests[-1].objects if all(r.objects is not None for r in requests) else None
+    times = [r.event_time for r in requests if r.event_time is not None]
+    keys = None
+    if all(r.keys is not None for r in requests):
+        keys = frozenset().union(*(r.keys for r in requests if r.keys is not None))
+    return Request(objects, min(times, default=None), all(r.from_scan for r in requests), keys)
+
+
+@dataclass(frozen=True)
+class Routed:
+    """What one message asks for: a reconcile per affected model, with its earliest event time and keys."""
+
+    models: dict[str, Request]
+    ignored: int
+
+
+def route(events: tuple[ObjectEvent, ...], models: ModelSet) -> Routed:
+    times: dict[str, float] = {}
+    keys: dict[str, set[str]] = {}
+    ignored = 0
+    for event in events:
+        found = models.locate(event.bucket, event.key)
+        if found is None:
+            ignored += 1
+            continue
+        name, key = found
+        times[name] = min(event.time, times.get(name, event.time))
+        keys.setdefault(name, set()).add(key)
+    return Routed({name: Request(event_time=times[name], keys=frozenset(keys[name])) for name in times}, ignored)
