@@ -46,7 +46,9 @@ class PythonRuntime:
         self._loader: Loader | None = None
 
     def attach(self, handler: Any) -> None:
-        self._loader = PythonLoader(handler.load_model)
+        load_model = getattr(handler, "load_model", None)
+        if load_model is not None:  # an API without models needs none
+            self._loader = PythonLoader(load_model)
 
     @property
     def loader(self) -> Loader:

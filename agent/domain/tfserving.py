@@ -65,6 +65,32 @@ def model_config(desired: Mapping[str, Iterable[int]], base_path: Callable[[str]
     )
 
 
+@dataclass(frozen=True)
+class Send:
+    """A config call to make: the complete config, and the call's deadline."""
+
+    entries: tuple[ModelEntry, ...]
+    timeout: float
+
+
+def config_to_send(
+    entries: tuple[ModelEntry, ...],
+    previous: tuple[ModelEntry, ...] | None,
+    force: bool,
+    rpc_timeout: float,
+    load_timeout: float,
+) -> Send | None:
+    """The call that brings TF Serving from the config it last took (`previous`, None: unknown) to
+    `entries`, or None when it has that very config. `force`: send it all the same (TF Serving may
+    have lost it). TF Serving answers a call that adds a model only once that model loaded, so such
+    a call (and a forced one: every model may be new to it) waits as long as a load may take."""
+    if entries == previous and not force:
+        return None
+    known = {entry.name for entry in previous} if previous is not None else set()
+    adds = force or any(entry.name not in known for entry in entries)
+    return Send(entries, rpc_timeout + (load_timeout if adds else 0.0))
+
+
 def load_progress(states: Mapping[int, VersionState], version: int) -> tuple[Progress, str | None]:
     """How a version asked for is doing: still pending, available, or failed (with why)."""
     status = states.get(version)

@@ -21,9 +21,9 @@ from agent.domain.errors import PermanentError, ReloaderError
 from agent.domain.events import BadMessage, parse_message
 from agent.domain.requests import route
 from agent.domain.routing import ModelSet
-from agent.engine.background import StateLog
 from agent.engine.reconciler import Outcome
 from agent.engine.scheduler import Scheduler, Stopping
+from agent.engine.state_log import StateLog
 from agent.engine.workers import ModelWorkers
 from agent.metrics import Metrics
 

@@ -68,7 +68,8 @@ class TopicEvents:
     def _begin(self) -> None:
         url = self._replica_queue.create()
         with self._lock:
-            if self._stopped:
+            if self._stopped:  # stopped while creating it: it must not outlive us
+                self._replica_queue.delete()
                 return
             self._consumer = self._consumer_for(url, self._recreate)
             self._consumer.start()

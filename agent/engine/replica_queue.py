@@ -16,8 +16,8 @@ from agent.boundaries.sns import Topic
 from agent.boundaries.sqs import QueueAdmin, subscription_policy
 from agent.domain import fleet
 from agent.domain.errors import ReloaderError
-from agent.engine.background import StateLog
 from agent.engine.scheduler import Handle, Scheduler
+from agent.engine.state_log import StateLog
 
 log = logging.getLogger(__name__)
 

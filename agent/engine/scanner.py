@@ -18,10 +18,10 @@ from agent.domain.errors import ReloaderError
 from agent.domain.requests import Request
 from agent.domain.routing import ModelSet, is_model_name
 from agent.domain.versions import ObjectInfo
-from agent.engine.background import StateLog
 from agent.engine.index import Index
 from agent.engine.reconciler import Outcome
 from agent.engine.scheduler import Handle, Scheduler
+from agent.engine.state_log import StateLog
 from agent.engine.workers import ModelWorkers
 from agent.metrics import Metrics
 

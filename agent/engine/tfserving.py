@@ -40,12 +40,13 @@ from agent.domain.tfserving import (
     VersionState,
     choose_signature,
     config_drift,
+    config_to_send,
     is_unloaded,
     load_progress,
     model_config,
 )
-from agent.engine.background import StateLog
 from agent.engine.scheduler import Handle, Scheduler, Stopping
+from agent.engine.state_log import StateLog
 from agent.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -264,19 +265,19 @@ class TFServingLoader:
                 if generation < self._generation and not force:
                     return  # a newer config is waiting for the sender: it carries this change too
                 entries = model_config(self._desired, self._base_path)
-                previous = self._sent
-                if entries == previous and not force:
+                send = config_to_send(
+                    entries,
+                    self._sent,
+                    force,
+                    self._settings.tfserving_rpc_timeout,
+                    self._settings.tfserving_load_timeout,
+                )
+                if send is None:
                     return
                 self._sent, self._missed = None, True
-            # TF Serving answers a call that adds a model only once it loaded: wait as long as a load may take.
-            known = {entry.name for entry in previous} if previous is not None else set()
-            adds = force or any(entry.name not in known for entry in entries)
-            timeout = self._settings.tfserving_rpc_timeout
-            if adds:
-                timeout += self._settings.tfserving_load_timeout
-            self._tfserving.reload_config(entries, timeout=timeout)
+            self._tfserving.reload_config(send.entries, timeout=send.timeout)
             with self._lock:
-                self._sent, self._missed, self._sent_generation = entries, False, generation
+                self._sent, self._missed, self._sent_generation = send.entries, False, generation
 
     def _send_logged(self, what: str) -> None:
         try:

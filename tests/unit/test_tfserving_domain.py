@@ -8,8 +8,11 @@ from agent.boundaries.store import InternalVersions
 from agent.domain.errors import PermanentError
 from agent.domain.tfserving import (
     ModelEntry,
+    Send,
     VersionState,
     choose_signature,
+    config_drift,
+    config_to_send,
     is_unloaded,
     load_progress,
     lost_versions,
@@ -118,3 +121,50 @@ def test_internal_versions_name_store_folders():
     versions = InternalVersions(clock=lambda: 2.0)
     assert versions.folder_name("m", 3, "abc") == "2000"
     assert versions.folder_name("m", 3, "abc") == "2001"
+
+
+A = ModelEntry("a", "/m/a", (1,))
+B = ModelEntry("b", "/m/b", (7,))
+A12 = ModelEntry("a", "/m/a", (1, 2))
+
+
+@pytest.mark.parametrize(
+    ("entries", "previous", "force", "expected"),
+    [
+        pytest.param((A,), (A,), False, None, id="tf-serving-has-it"),
+        pytest.param((A,), (A,), True, Send((A,), 307.0), id="forced-resend-waits-for-loads"),
+        pytest.param((A, B), (A,), False, Send((A, B), 307.0), id="adds-a-model-waits-for-its-load"),
+        pytest.param((A12,), (A,), False, Send((A12,), 7.0), id="new-version-of-a-known-model"),
+        pytest.param((), (A,), False, Send((), 7.0), id="drops-a-model"),
+        pytest.param((A,), None, False, Send((A,), 307.0), id="unknown-what-it-has"),
+    ],
+)
+def test_config_to_send(entries, previous, force, expected):
+    assert config_to_send(entries, previous, force, rpc_timeout=7.0, load_timeout=300.0) == expected
+
+
+@pytest.mark.parametrize(
+    ("desired", "confirmed", "leaving", "reported", "expected"),
+    [
+        pytest.param({"a": [1]}, {"a": [1]}, [], {"a": {1: VersionState("AVAILABLE")}}, None, id="agrees"),
+        pytest.param({"a": [1]}, {"a": [1]}, [], {"a": {}}, "it lost versions [1] of 'a'", id="restarted"),
+        pytest.param(
+            {"a": [2]},
+            {"a": [2]},
+            [],
+            {"a": {1: VersionState("AVAILABLE"), 2: VersionState("AVAILABLE")}},
+            "it serves versions [1] of 'a' that the config omits",
+            id="late-call",
+        ),
+        pytest.param(
+            {"a": [2]},
+            {"a": [2]},
+            [("a", 1)],
+            {"a": {1: VersionState("UNLOADING"), 2: VersionState("AVAILABLE")}},
+            None,
+            id="just-dropped",
+        ),
+    ],
+)
+def test_config_drift(desired, confirmed, leaving, reported, expected):
+    assert config_drift(desired, confirmed, leaving, reported) == expected
