@@ -37,7 +37,7 @@ from agent.boundaries.store import ModelStore
 from agent.domain.errors import ReloaderError, SpecError
 from agent.domain.locations import S3Location, parse_location
 from agent.domain.routing import ModelSet
-from agent.domain.savedmodel import savedmodel_incomplete
+from agent.domain.savedmodel import savedmodel_check
 from agent.domain.settings import ReloadingSettings, describe_settings
 from agent.domain.spec import LoadedSpec, load_spec
 from agent.domain.tfserving import InternalVersions
@@ -196,7 +196,7 @@ class Service:
                 self.registry,
                 settings,
                 metrics,
-                savedmodel_incomplete if self.tensorflow else None,
+                savedmodel_check(inferentia=api.compute.inf > 0) if self.tensorflow else None,
             )
             self.agent.event_sources += event_sources(api.name, settings, self.agent)
         self.app = create_app(self.handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop)
