@@ -162,6 +162,7 @@ class Service:
             models,
             self.metrics,
             sidecar=not with_handler,
+            inferentia=api.compute.inf > 0,
         )
         self.handler: Any = None
         if with_handler:

@@ -17,7 +17,7 @@ from agent.api.model_client import ModelClient
 from agent.boundaries.store import InternalVersions, ModelStore
 from agent.domain.errors import SpecError
 from agent.domain.routing import ModelSet
-from agent.domain.savedmodel import savedmodel_incomplete
+from agent.domain.savedmodel import savedmodel_check
 from agent.domain.settings import ReloadingSettings
 from agent.domain.versions import CompletenessCheck
 from agent.engine.agent import CleanStore, Lifecycle
@@ -82,8 +82,10 @@ class TFServingRuntime:
         models: ModelSet,
         metrics: Metrics,
         tfserving: TFServingAPI | None = None,
+        inferentia: bool = False,
     ) -> None:
-        self.completeness: CompletenessCheck | None = savedmodel_incomplete
+        # A graph-only SavedModel (Inferentia) is complete once declared so: its marker, or compute.inf.
+        self.completeness: CompletenessCheck | None = savedmodel_check(inferentia)
         self.store = ModelStore(model_dir, InternalVersions().folder_name, record=True, in_use=self._in_use)
         self._channel: Any = None
         if tfserving is None:
@@ -140,8 +142,10 @@ def build_runtime(
     metrics: Metrics,
     sidecar: bool = False,
     tfserving: TFServingAPI | None = None,
+    inferentia: bool = False,
 ) -> Runtime:
-    """The runtime of a handler type. `sidecar`: `reloader agent`, beside a TF Serving, with no handler."""
+    """The runtime of a handler type. `sidecar`: `reloader agent`, beside a TF Serving, with no handler;
+    `inferentia`: the API declares `compute.inf` (its SavedModels may be only their graph)."""
     if handler_type != "tensorflow":
         return PythonRuntime(registry, settings, model_dir, scheduler)
     if sidecar and settings.model_dir is None:
@@ -152,4 +156,4 @@ def build_runtime(
             "(RELOADER_TFSERVING_MODEL_DIR) too when TF Serving mounts it at another path"
         )
     assert models is not None, "the spec requires models for the tensorflow handler"
-    return TFServingRuntime(registry, settings, model_dir, scheduler, models, metrics, tfserving)
+    return TFServingRuntime(registry, settings, model_dir, scheduler, models, metrics, tfserving, inferentia)

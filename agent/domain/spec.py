@@ -3,6 +3,8 @@
 A Cortex user brings their spec unchanged. Fields Cortex had that mean nothing on a single
 replica (compute, autoscaling, ...) are accepted and reported once as not applicable; fields
 Cortex never had are errors (typos are caught). Reloader settings live in `reloading:`.
+`compute.inf` (Inferentia chips) is the exception: it tells the TensorFlow handler that a
+version may be only its `saved_model.pb`, as Neuron-compiled models are.
 Every error names the field, what was expected and what was found.
 """
 
@@ -20,7 +22,8 @@ from agent.domain.routing import ModelSet, ModelSource, is_model_name
 from agent.domain.settings import ReloadingSettings, environment_variable
 
 # Accepted for compatibility, meaningless on one replica: reported once, then ignored.
-NOT_APPLICABLE_API_FIELDS = ("compute", "autoscaling", "update_strategy", "networking")
+# (`compute` is reported field by field: `compute.inf` means something to the TensorFlow handler.)
+NOT_APPLICABLE_API_FIELDS = ("autoscaling", "update_strategy", "networking")
 NOT_APPLICABLE_HANDLER_FIELDS = (
     "image",
     "tensorflow_serving_image",
@@ -86,6 +89,14 @@ class ModelsSpec(_Strict):
     _locations_parse = field_validator("path", "dir")(_location)
 
 
+class ComputeSpec(BaseModel):
+    """Cortex's `compute`: `inf` is used (see the module docstring); cpu, gpu, mem, ... are accepted as before."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    inf: int = Field(0, ge=0, strict=True)  # Inferentia chips; above 0, a graph-only SavedModel is complete
+
+
 class HandlerSpec(_Strict):
     type: Literal["python", "tensorflow"]
     path: str
@@ -130,7 +141,7 @@ class ApiSpec(_Strict):
     name: str
     kind: Literal["RealtimeAPI"]
     handler: HandlerSpec
-    compute: dict[str, Any] | None = None
+    compute: ComputeSpec = Field(default_factory=ComputeSpec)
     autoscaling: dict[str, Any] | None = None
     update_strategy: dict[str, Any] | None = None
     networking: dict[str, Any] | None = None
@@ -138,6 +149,11 @@ class ApiSpec(_Strict):
     reloading: ReloadingSettings = Field(default_factory=dict, validate_default=True)
 
     _name_is_a_folder_name = field_validator("name")(_folder_name)
+
+    @field_validator("compute", mode="before")
+    @classmethod
+    def _empty_compute(cls, value: Any) -> Any:
+        return {} if value is None else value  # `compute:` with nothing under it, as before
 
     @field_validator("reloading", mode="before")
     @classmethod
@@ -166,7 +182,10 @@ class LoadedSpec(BaseModel):
         return (self.spec_dir / (self.api.handler.python_path or ".")).resolve()
 
     def not_applicable_fields(self) -> list[str]:
-        fields = [name for name in NOT_APPLICABLE_API_FIELDS if getattr(self.api, name) is not None]
+        fields = [f"compute.{name}" for name in sorted(self.api.compute.model_extra or {})]
+        if self.api.compute.inf and self.api.handler.type == "python":
+            fields.append("compute.inf")  # only the TensorFlow handler's completeness check reads it
+        fields += [name for name in NOT_APPLICABLE_API_FIELDS if getattr(self.api, name) is not None]
         fields += [f"handler.{name}" for name in NOT_APPLICABLE_HANDLER_FIELDS if getattr(self.api.handler, name)]
         models = self.api.handler.multi_model_reloading or self.api.handler.models
         if models is not None:

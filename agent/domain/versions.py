@@ -52,8 +52,9 @@ class ModelListing:
         return {v: listing for v, listing in self.versions.items() if listing.incomplete is None}
 
 
-# Given a version's objects (relative keys), say why it is incomplete, or None when it is whole.
-CompletenessCheck = Callable[[tuple[ObjectInfo, ...]], str | None]
+# Given a version's objects (relative keys) and whether its ready marker is there (the user's word
+# that the version is complete), say why it is incomplete, or None when it is whole.
+CompletenessCheck = Callable[[tuple[ObjectInfo, ...], bool], str | None]
 
 
 def version_of_key(key: str) -> int:
@@ -169,5 +170,5 @@ def _version_listing(
     elif not files:
         incomplete = "the version holds only its ready marker"
     elif completeness is not None:
-        incomplete = completeness(files)
+        incomplete = completeness(files, ready_marker is not None)  # a marker set here is present
     return VersionListing(version, files, fingerprint(files), prefix, incomplete, awaiting_marker)

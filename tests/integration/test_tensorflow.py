@@ -23,7 +23,7 @@ pytest.importorskip("tensorflow_serving")
 
 from tests.support import EXAMPLES, ROOT, Models, ServeFactory, Server, wait_until
 from tests.tfserving.process import TFServingProcess
-from tests.tfserving.savedmodels import INPUT, SavedModels, files_of
+from tests.tfserving.savedmodels import INPUT, SavedModels, files_of, save_graph_only
 
 pytestmark = pytest.mark.localstack
 
@@ -266,6 +266,62 @@ def test_a_version_missing_a_variables_shard_loads_when_the_shard_arrives(
     models.put_file("models/sharded", 1, folder, shards[1])
     wait_until(lambda: agent.version("sharded")["loaded"] == [1], what="version 1 loaded")
     assert tfserving.predict("sharded", INPUT) == [scaled(3.0)]  # TF Serving itself keeps the shape
+
+
+def push_graph_only(serve: ServeFactory, bucket: str, tmp_path: Path, scale: float, *push_options: str) -> None:
+    """`reloader push` a SavedModel that is only its saved_model.pb (Cortex's Inferentia layout) as version 1."""
+    folder = save_graph_only(tmp_path / "graph-only", scale)
+    assert files_of(folder) == ["saved_model.pb"]
+    pushed = serve.run("push", str(folder), f"s3://{bucket}/models/graph", "--version", "1", *push_options)
+    assert pushed.returncode == 0, pushed.stderr
+
+
+@pytest.mark.parametrize(
+    ("push_options", "reloading", "compute"),
+    [
+        pytest.param(("--marker", "_READY"), {"ready_marker": "_READY"}, None, id="ready-marker"),
+        pytest.param(("--no-marker",), {}, {"inf": 1, "cpu": 1}, id="compute-inf"),
+    ],
+)
+def test_a_graph_only_savedmodel_loads_once_declared_complete(
+    serve, tfserving, s3_client, bucket, tmp_path, push_options, reloading, compute
+):
+    # GIVEN a SavedModel without variables/ (its scale is a constant in the graph), pushed as version 1
+    push_graph_only(serve, bucket, tmp_path, 4.0, *push_options)
+    # WHEN it is served with a ready marker that is there, or with compute.inf declaring Inferentia
+    api = tf_api({"path": f"s3://{bucket}/models/graph"}, reloading=reloading)
+    if compute is not None:
+        api["compute"] = compute
+    server = start(serve, tfserving, tmp_path / "models", api)
+
+    # THEN TF Serving loaded it, and it answers predictions
+    wait_until(lambda: server.version(API)["loaded"] == [1], what="version 1 loaded")
+    assert y(server) == scaled(4.0)
+    assert len(tfserving.available(API)) == 1
+    # AND compute.inf is not reported as not applicable (the rest of compute is)
+    if compute is not None:
+        [warning] = [line for line in server.log().splitlines() if "not applicable" in line]
+        assert "compute.cpu" in warning and "compute.inf" not in warning, warning
+
+
+def test_a_graph_only_savedmodel_without_a_signal_waits_and_says_how_to_load_it(
+    serve, tfserving, s3_client, bucket, tmp_path
+):
+    # GIVEN a SavedModel without variables/, pushed without a marker
+    push_graph_only(serve, bucket, tmp_path, 4.0, "--no-marker")
+    # WHEN it is served with neither a ready marker nor compute.inf (in `dir` mode: the model is "graph")
+    server = start(serve, tfserving, tmp_path / "models", tf_api({"dir": f"s3://{bucket}/models"}))
+
+    # THEN it waits (it may be a version whose variables are still uploading), /models says how to get it
+    # loaded, and TF Serving never heard of it
+    status = server.version("graph")["versions"]["1"]
+    assert status["state"] == "waiting"
+    assert "no variables/" in status["error"]
+    assert "set reloading.ready_marker and write the marker into every version" in status["error"]
+    assert "set compute.inf above 0" in status["error"]
+    assert server.version("graph")["loaded"] == []
+    assert tfserving.status("graph") == {}
+    assert server.post({"x": INPUT}, model="graph").status_code == 404
 
 
 def test_a_restarted_tf_serving_gets_the_served_versions_back(serve, tfserving, s3_client, bucket, tmp_path):

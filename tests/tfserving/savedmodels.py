@@ -31,6 +31,27 @@ def save_scaler(folder: Path, scale: float, sharded: bool = False) -> Path:
     return folder
 
 
+def save_graph_only(folder: Path, scale: float) -> Path:
+    """A SavedModel that is only its graph: {"y": x * scale} with the scale a constant, so no `variables/`.
+
+    Cortex 0.35's Inferentia layout (Neuron-compiled models carry their weights in the graph). TF2's
+    `tf.saved_model.save` writes `variables/` even without variables; TF1's builder writes an empty
+    folder, which holds no file to upload.
+    """
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, None], name="x")
+        y = tf.multiply(x, tf.constant(scale, tf.float32), name="y")
+        with tf.compat.v1.Session(graph=graph) as session:
+            builder = tf.compat.v1.saved_model.Builder(str(folder))
+            signature = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})
+            builder.add_meta_graph_and_variables(
+                session, [tf.saved_model.SERVING], signature_def_map={"serving_default": signature}
+            )
+            builder.save()
+    return folder
+
+
 def files_of(folder: Path) -> list[str]:
     return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
 
@@ -44,13 +65,22 @@ class SavedModels:
         self.workdir = workdir
         self._count = 0
 
-    def build(self, scale: float, sharded: bool = False) -> Path:
+    def build(self, scale: float, sharded: bool = False, graph_only: bool = False) -> Path:
         self._count += 1
-        return save_scaler(self.workdir / f"savedmodel-{self._count}", scale, sharded)
+        folder = self.workdir / f"savedmodel-{self._count}"
+        return save_graph_only(folder, scale) if graph_only else save_scaler(folder, scale, sharded)
 
-    def put(self, prefix: str, version: int, scale: float, sharded: bool = False, skip: tuple[str, ...] = ()) -> Path:
+    def put(
+        self,
+        prefix: str,
+        version: int,
+        scale: float,
+        sharded: bool = False,
+        skip: tuple[str, ...] = (),
+        graph_only: bool = False,
+    ) -> Path:
         """Upload a version predicting x * scale, without the files named in `skip`; return its local folder."""
-        folder = self.build(scale, sharded)
+        folder = self.build(scale, sharded, graph_only)
         for name in files_of(folder):
             if name not in skip:
                 self.put_file(prefix, version, folder, name)

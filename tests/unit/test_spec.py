@@ -51,7 +51,7 @@ def test_a_full_cortex_spec_loads(tmp_path):
     assert spec.handler_path == tmp_path / "handler.py"
     assert spec.python_path == tmp_path
     assert set(spec.not_applicable_fields()) == {
-        "compute",
+        "compute.cpu",
         "autoscaling",
         "networking",
         "update_strategy",
@@ -202,3 +202,43 @@ def test_tensorflow_signature_keys_come_from_the_entry_else_the_top_level(tmp_pa
         assert source is not None, name
         found[name] = source.signature_key
     assert found == expected
+
+
+@pytest.mark.parametrize(
+    ("handler_type", "compute", "inf", "not_applicable"),
+    [
+        pytest.param("tensorflow", None, 0, [], id="no-compute"),
+        pytest.param("tensorflow", {"inf": 1}, 1, [], id="tensorflow-inf"),
+        pytest.param(
+            "tensorflow", {"cpu": 1, "mem": "4G", "inf": 2}, 2, ["compute.cpu", "compute.mem"], id="inf-beside-cpu"
+        ),
+        pytest.param("tensorflow", {"inf": 0, "gpu": 1}, 0, ["compute.gpu"], id="inf-zero"),
+        pytest.param("python", {"inf": 1}, 1, ["compute.inf"], id="python-handler-ignores-inf"),
+    ],
+)
+def test_compute_inf_is_read_and_the_rest_of_compute_reported(tmp_path, handler_type, compute, inf, not_applicable):
+    # GIVEN an API with this compute block
+    entry = tensorflow_api({"path": "s3://b/tf"}) if handler_type == "tensorflow" else api()
+    if compute is not None:
+        entry["compute"] = compute
+    # WHEN it is loaded
+    spec = load_spec(write(tmp_path, [entry]))
+    # THEN compute.inf is a number, and only what has no effect is reported as not applicable
+    assert spec.api.compute.inf == inf
+    assert spec.not_applicable_fields() == not_applicable
+
+
+@pytest.mark.parametrize(
+    ("inf", "words"),
+    [
+        pytest.param(-1, "greater than or equal to 0; found -1", id="negative"),
+        pytest.param(1.5, "valid integer; found 1.5", id="fraction"),
+        pytest.param("2", "valid integer; found '2'", id="string"),
+        pytest.param(True, "valid integer; found True", id="boolean"),
+    ],
+)
+def test_a_bad_compute_inf_names_the_field(tmp_path, inf, words):
+    entry = {**tensorflow_api({"path": "s3://b/tf"}), "compute": {"inf": inf}}
+    with pytest.raises(SpecError) as raised:
+        load_spec(write(tmp_path, [entry]))
+    assert "compute.inf: Input should be" in str(raised.value) and words in str(raised.value), raised.value
