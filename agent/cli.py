@@ -10,7 +10,6 @@ import argparse
 import importlib.util
 import json
 import logging
-import os
 import shutil
 import socket
 import sys
@@ -445,4 +444,4 @@ def push_command(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    os._exit(main())
+    sys.exit(main())

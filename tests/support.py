@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCALSTACK_SCRIPT = ROOT / "scripts" / "localstack.sh"
 EXAMPLES = ROOT / "examples"
 EVENTS = ROOT / "tests" / "events"
+# The `reloader` console script of this virtualenv, as a user runs it (pip installs it next to the interpreter).
+RELOADER = Path(sys.executable).with_name("reloader")
 REGION = "us-east-1"
 
 T = TypeVar("T")
@@ -42,6 +44,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def reloader() -> str:
+    """The path of the installed `reloader` command; fails, saying how to install it, where it is missing."""
+    if not RELOADER.is_file():
+        raise AssertionError(f"expected the `reloader` console script at {RELOADER}, found none: pip install -e .")
+    return str(RELOADER)
 
 
 def wait_until(condition: Callable[[], T], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> T:
@@ -118,7 +127,7 @@ class ServeFactory:
     ) -> subprocess.CompletedProcess[str]:
         """Run a `reloader` command to completion."""
         return subprocess.run(
-            [sys.executable, "-m", "agent.cli", *args],
+            [reloader(), *args],
             check=False,
             capture_output=True,
             text=True,
@@ -138,7 +147,7 @@ class ServeFactory:
         """Run `reloader serve` (or `command_name`, e.g. "agent") and wait until it is ready."""
         port = free_port()
         log_path = self.tmp_path / f"{command_name}-{port}.log"
-        command = [sys.executable, "-m", "agent.cli", command_name, str(spec), "--port", str(port)]
+        command = [reloader(), command_name, str(spec), "--port", str(port)]
         if api:
             command += ["--api", api]
         process = subprocess.Popen(
