@@ -21,8 +21,7 @@ import pytest
 import yaml
 
 from infra.cdk.constants import Outputs
-from tests.conftest import REGION
-from tests.support import ROOT, Models, PrivateLocalStack, api_spec, wait_until
+from tests.support import REGION, ROOT, Models, PrivateLocalStack, api_spec, wait_until
 
 pytestmark = [
     pytest.mark.localstack,
