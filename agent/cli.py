@@ -29,11 +29,12 @@ from agent.boundaries import aws
 from agent.boundaries.s3 import S3
 from agent.boundaries.sns import Topic
 from agent.boundaries.sources import ModelObjects
+from agent.boundaries.spec_file import load_spec
 from agent.boundaries.sqs import Queue, QueueAdmin
 from agent.domain.errors import ReloaderError, SpecError
 from agent.domain.locations import S3Location, parse_location
 from agent.domain.settings import ReloadingSettings, describe_settings
-from agent.domain.spec import LoadedSpec, load_spec
+from agent.domain.spec import LoadedSpec
 from agent.engine.agent import Agent, EventSource
 from agent.engine.consumer import QueueConsumer
 from agent.engine.event_sources import QueueEvents, TopicEvents

@@ -193,12 +193,12 @@ class LoadedSpec(BaseModel):
         return fields
 
 
-def load_spec(path: Path, api_name: str | None = None) -> LoadedSpec:
-    """Read and validate a spec file; raise SpecError naming the field on any problem."""
+def parse_spec(text: str, path: Path, api_name: str | None, spec_dir: Path) -> LoadedSpec:
+    """Validate a spec file's text (`path` names it in errors; relative paths are under the absolute
+    `spec_dir`); raise SpecError naming the field on any problem. Reading the file is the caller's
+    (agent.boundaries.spec_file.load_spec)."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise SpecError(f"cannot read the spec file {path}: {error.strerror}") from error
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise SpecError(f"{path}: expected YAML, found a syntax error: {error}") from error
     if isinstance(raw, dict):
@@ -211,7 +211,6 @@ def load_spec(path: Path, api_name: str | None = None) -> LoadedSpec:
     except ValidationError as error:
         name = raw[index].get("name", "?") if isinstance(raw[index], dict) else "?"
         raise SpecError(format_validation_error(error, f"{path}: api {name!r}")) from None
-    spec_dir = path.parent.resolve()
     return LoadedSpec(api=api, spec_dir=spec_dir, models=_model_set(api, spec_dir))
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent.boundaries.spec_file import load_spec
 from agent.cli import Service
-from agent.domain.spec import load_spec
 from tests.support import Models, api_spec, notify_queue, notify_topic, wait_until
 
 pytestmark = pytest.mark.localstack
