@@ -7,6 +7,7 @@ are constructed and wired together.
 from __future__ import annotations
 
 import argparse
+import http.client
 import importlib.util
 import json
 import logging
@@ -19,10 +20,11 @@ import threading
 import time
 import traceback
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import logs
 from agent.api.handler import call_with_declared, check_handler, import_handler_class
@@ -49,6 +51,9 @@ from agent.engine.registry import Registry
 from agent.engine.replica_queue import ReplicaQueue
 from agent.engine.tfserving import TFServingLoader
 from agent.metrics import Metrics
+
+if TYPE_CHECKING:
+    from agent.api.protos import CompiledProto
 
 log = logging.getLogger("reloader")
 
@@ -90,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Reloader settings (the spec's `reloading:` block; the environment variable wins):\n" + settings,
     )
     _service_arguments(serve)
+    serve.add_argument(
+        "--http-port",
+        type=int,
+        help="with handler.protobuf_path (--port serves gRPC): the port of /healthz, /readyz, /models and "
+        "/metrics (default: reloading.http_port, else --port + 1)",
+    )
     serve.set_defaults(run=serve_command)
 
     agent = commands.add_parser(
@@ -104,7 +115,11 @@ def _parser() -> argparse.ArgumentParser:
     agent.set_defaults(run=agent_command)
 
     status = commands.add_parser("status", help="print the models of a running API")
-    status.add_argument("--url", default="http://127.0.0.1:8888", help="the API's base URL")
+    status.add_argument(
+        "--url",
+        default="http://127.0.0.1:8888",
+        help="the API's base URL (a gRPC API's port will do: it names its HTTP port)",
+    )
     status.set_defaults(run=status_command)
 
     push = commands.add_parser(
@@ -159,15 +174,24 @@ class Service:
                 "(RELOADER_TFSERVING_MODEL_DIR) too when TF Serving mounts it at another path"
             )
         self.handler: Any = None
+        self.proto = compile_grpc_api(spec) if with_handler else None  # handler.protobuf_path: a gRPC API
+        self.grpc_server: Any = None  # started by _run, stopped first
         if with_handler:
             handler_class = import_handler_class(spec.handler_path, spec.python_path, api.handler.env)
-            check_handler(handler_class, needs_load_model=models is not None and self.tensorflow is None)
+            check_handler(
+                handler_class, needs_load_model=models is not None and self.tensorflow is None, http=self.proto is None
+            )
+            if self.proto is not None:
+                self.proto.check(handler_class, spec.handler_path)
             clients = (
                 {"tensorflow_client": self.tensorflow.client}
                 if self.tensorflow
                 else {"model_client": ModelClient(self.registry)}
             )
-            self.handler = _construct_handler(spec, handler_class, {"config": dict(api.handler.config), **clients})
+            proto_module = self.proto.handler_arguments() if self.proto else {}
+            self.handler = _construct_handler(
+                spec, handler_class, {"config": dict(api.handler.config), **clients, **proto_module}
+            )
         self.agent: Agent | None = None
         self._s3: S3 | None = None
         self._own_model_dir: Path | None = None
@@ -199,7 +223,8 @@ class Service:
                 savedmodel_incomplete if self.tensorflow else None,
             )
             self.agent.event_sources += event_sources(api.name, settings, self.agent)
-        self.app = create_app(self.handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop)
+        http_handler = None if self.proto else self.handler  # a gRPC API's HTTP port has no `/`
+        self.app = create_app(http_handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop)
 
     def start(self) -> None:
         if self.tensorflow is not None:
@@ -208,6 +233,8 @@ class Service:
             self.agent.start()
 
     def stop(self) -> None:
+        if self.grpc_server is not None:
+            self.grpc_server.stop()  # in-flight RPCs finish before what they call stops
         if self.tensorflow is not None:
             self.tensorflow.stop()  # first: TF Serving loads being awaited give up, so the workers can stop
         if self.agent is not None:
@@ -296,10 +323,13 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
     if not_applicable:
         log.warning("accepted but not applicable on a single replica, ignored: %s", ", ".join(not_applicable))
     service = Service(spec, with_handler=with_handler)
-    server = uvicorn.Server(uvicorn.Config(service.app, host=args.host, port=args.port, log_level="warning"))
+    http_port = args.port
+    if service.proto is not None:
+        http_port = start_grpc_server(service, args)
+    server = uvicorn.Server(uvicorn.Config(service.app, host=args.host, port=http_port, log_level="warning"))
     threading.Thread(target=_start_when_listening, args=(server, service), name="agent-start", daemon=True).start()
     what = "serving API" if with_handler else "agent of API"
-    log.info("%s %r on http://%s:%d", what, spec.api.name, args.host, args.port)
+    log.info("%s %r on http://%s:%d", what, spec.api.name, args.host, http_port)
     server.run()
     return 0
 
@@ -310,6 +340,57 @@ def _start_when_listening(server: Any, service: Service) -> None:
         time.sleep(0.01)
     if not server.should_exit:
         service.start()
+
+
+# -- handler.protobuf_path: a gRPC API -------------------------------------------------------
+
+GRPC_EXTRA = "pip install 'model-reloader[grpc]'"
+
+
+def compile_grpc_api(spec: LoadedSpec) -> CompiledProto | None:
+    """The compiled proto of a gRPC API, None for an HTTP API; grpcio is imported for a gRPC API only."""
+    path = spec.protobuf_path
+    if path is None:
+        return None
+    missing = [name for name in ("grpc", "grpc_tools", "grpc_health", "grpc_reflection") if not _importable(name)]
+    if missing:
+        raise SpecError(
+            f"handler.protobuf_path: a gRPC API needs the grpc extra, and {', '.join(missing)} "
+            f"cannot be imported: {GRPC_EXTRA}"
+        )
+    from agent.api.protos import compile_proto
+
+    return compile_proto(path)
+
+
+def start_grpc_server(service: Service, args: argparse.Namespace) -> int:
+    """Serve the proto's service on --port; returns the port left for the HTTP endpoints."""
+    from agent.api.grpc_server import GrpcServer
+
+    assert service.proto is not None
+    settings = service.spec.api.reloading
+    http_port = getattr(args, "http_port", None) or settings.http_port or args.port + 1
+    if http_port == args.port:
+        raise SpecError(
+            f"--http-port / reloading.http_port: expected a port other than the gRPC port {args.port}, "
+            f"found {http_port}"
+        )
+    grpc_server = GrpcServer(
+        service.proto,
+        service.handler,
+        service.agent,
+        service.spec.api.handler.threads_per_process,
+        settings.grpc_max_message_size,
+        http_port,
+    )
+    grpc_server.start(args.host, args.port)
+    service.grpc_server = grpc_server
+    log.info("serving gRPC service %s of %s on %s:%d", service.proto.service, service.proto.path, args.host, args.port)
+    return int(http_port)
+
+
+def _importable(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
 
 
 # -- handler.type: tensorflow ----------------------------------------------------------------
@@ -369,15 +450,47 @@ class TensorFlowParts:
 
 
 def status_command(args: argparse.Namespace) -> int:
-    url = args.url.rstrip("/") + "/models"
+    base = args.url.rstrip("/")
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            models = json.load(response)
-    except (urllib.error.URLError, OSError) as error:
-        print(f"reloader: cannot read {url}: {error}", file=sys.stderr)
+        try:
+            models = _read_models(base)
+        except http.client.BadStatusLine as error:
+            if not _is_http2(str(error.args[0]) if error.args else ""):
+                raise
+            base = _http_url_of_grpc_api(base)
+            models = _read_models(base)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        print(f"reloader: cannot read {base}/models: {error}", file=sys.stderr)
         return 1
     print(format_status(models))
     return 0
+
+
+def _read_models(base: str) -> dict[str, Any]:
+    with urllib.request.urlopen(base + "/models", timeout=10) as response:
+        return dict(json.load(response))
+
+
+def _is_http2(line: str) -> bool:
+    """An HTTP/2 server (a gRPC API's port) opens with a SETTINGS frame (type 4) where HTTP/1 has a status line."""
+    return len(line) >= 4 and line[3] == "\x04"
+
+
+def _http_url_of_grpc_api(base: str) -> str:
+    """The HTTP endpoints of the gRPC API at `base`: it names their port in its health service's answers."""
+    url = urllib.parse.urlsplit(base)
+    hint = (
+        f"{base} serves gRPC (an API with handler.protobuf_path); its HTTP endpoints are on its --http-port "
+        f"(default: its port + 1): reloader status --url {url.scheme}://{url.hostname}:<http port>"
+    )
+    if not _importable("grpc"):
+        raise ReloaderError(f"{hint}; or install the grpc extra ({GRPC_EXTRA}) to have it found")
+    from agent.api.grpc_server import advertised_http_port
+
+    port = advertised_http_port(f"{url.hostname}:{url.port or 80}")
+    if port is None:
+        raise ReloaderError(hint)
+    return f"{url.scheme}://{url.hostname}:{port}"
 
 
 def format_status(models: dict[str, Any]) -> str:
