@@ -7,6 +7,7 @@ as a Cortex user's client would be.
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -24,25 +25,19 @@ SERVICE = "reloader.test.Predictor"
 _generated: dict[str, ModuleType] = {}
 
 
-def client_modules(out: Path) -> dict[str, ModuleType]:
-    """`sample_pb2`, `predictor_pb2` and `predictor_pb2_grpc`, generated once per test run into `out`."""
-    if not _generated:
-        from grpc_tools import protoc
-
-        include = Path(protoc.__file__).parent / "_proto"
-        arguments = [
-            "protoc",
-            f"-I{PROTO_DIR}",
-            f"-I{include}",
-            f"--python_out={out}",
-            f"--grpc_python_out={out}",
-            "predictor.proto",
-            "sample.proto",
-        ]
-        assert protoc.main(arguments) == 0
-        sys.path.insert(0, str(out))
-        for name in ("sample_pb2", "predictor_pb2", "predictor_pb2_grpc"):
-            _generated[name] = importlib.import_module(name)
+def client_modules(out: Path, *protos: str) -> dict[str, ModuleType]:
+    """The `_pb2` and `_pb2_grpc` modules of `protos` (files of tests/handlers/grpc), generated once per run."""
+    missing = [name for name in protos if name.removesuffix(".proto") + "_pb2" not in _generated]
+    if missing:
+        # protoc in a process of its own: in-process, grpc_tools' protoc crashes (SIGSEGV) where TensorFlow is loaded
+        arguments = ["-m", "grpc_tools.protoc", f"-I{PROTO_DIR}", f"--python_out={out}", f"--grpc_python_out={out}"]
+        subprocess.run([sys.executable, *arguments, *missing], check=True)
+        if str(out) not in sys.path:
+            sys.path.insert(0, str(out))
+        for name in missing:
+            for suffix in ("_pb2", "_pb2_grpc"):
+                module = name.removesuffix(".proto") + suffix
+                _generated[module] = importlib.import_module(module)
     return _generated
 
 
@@ -74,7 +69,7 @@ class Client:
     """grpcio's own client of a served API: its Predictor stub, health and reflection."""
 
     def __init__(self, address: str, out: Path, options: list[tuple[str, Any]] | None = None) -> None:
-        modules = client_modules(out)
+        modules = client_modules(out, "sample.proto", "predictor.proto")
         self.pb2 = modules["predictor_pb2"]
         self._sample = modules["sample_pb2"].Sample
         self.channel = grpc.insecure_channel(address, options=options or [])
