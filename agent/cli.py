@@ -329,6 +329,8 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
     server = uvicorn.Server(uvicorn.Config(service.app, host=args.host, port=http_port, log_level="warning"))
     threading.Thread(target=_start_when_listening, args=(server, service), name="agent-start", daemon=True).start()
     what = "serving API" if with_handler else "agent of API"
+    if service.proto is not None:
+        what = "HTTP endpoints (/healthz, /readyz, /models, /metrics) of API"
     log.info("%s %r on http://%s:%d", what, spec.api.name, args.host, http_port)
     server.run()
     return 0

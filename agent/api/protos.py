@@ -1,9 +1,10 @@
 """The compile step of a gRPC API: the spec's `handler.protobuf_path`, compiled when the API starts.
 
-Cortex 0.35 compiled the `.proto` into the API's image; here grpcio-tools' protoc compiles it into
-a temporary folder at start, so the user checks in nothing generated. The `<name>_pb2` module it
-generates is imported under that name (a handler may `import <name>_pb2` too) and handed to
-`Handler.__init__`; the file's one service is what the API serves, one RPC per Handler method.
+Cortex 0.35 compiled the `.proto` with grpcio-tools' protoc when the API's container started; so
+does this, into a temporary folder, together with the `.proto` files it imports from its own
+folder, so the user checks in nothing generated. The `<name>_pb2` module it generates is
+imported under that name (a handler may `import <name>_pb2` too) and handed to `Handler.__init__`;
+the file's one service is what the API serves, one RPC per Handler method.
 """
 
 from __future__ import annotations
