@@ -60,6 +60,7 @@ class GrpcServer:
             options=[
                 ("grpc.max_receive_message_length", max_message_size),
                 ("grpc.max_send_message_length", max_message_size),
+                ("grpc.so_reuseport", 0),  # a second server on a taken port fails, as HTTP's does, not shares it
             ],
         )
         self.health = _Health(http_port)

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.grpc_support import PROTO, SERVICE, Client, grpc_api
-from tests.support import Models, ServeFactory, Server, notify_queue, tagged_model, wait_until
+from tests.support import Models, ServeFactory, Server, free_port, notify_queue, tagged_model, wait_until
 
 pytestmark = pytest.mark.localstack
 
@@ -138,6 +138,10 @@ def test_each_rpc_calls_its_own_method_and_errors_become_statuses(serve, tmp_pat
     # the HTTP port has the health, readiness, models and metrics endpoints, and no `/`
     assert httpx.get(f"{server.url}/readyz").status_code == 200
     assert httpx.post(f"{server.url}/", json={}).status_code in (404, 405)
+    # a second server on the same gRPC port fails to start (grpc would share it by SO_REUSEPORT)
+    port = server.grpc_address.rsplit(":", 1)[1]
+    result = serve.run("serve", str(serve.spec(api, "second.yaml")), "--port", port, "--http-port", str(free_port()))
+    assert result.returncode == 1 and f"cannot listen for gRPC on 127.0.0.1:{port}" in result.stderr, result.stderr
 
 
 def test_health_is_not_serving_until_ready_and_reflection_lists_the_service(
