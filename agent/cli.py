@@ -91,7 +91,9 @@ def _parser() -> argparse.ArgumentParser:
         "serve",
         help="serve an API spec: load every model, keep it equal to S3, answer HTTP",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Serve one API of a Cortex 0.35 API spec. Exits with status 2 on an invalid spec.",
+        description="Serve one API of a Cortex 0.35 API spec. Exits with status 2 on an invalid spec. "
+        "With handler.protobuf_path it is a gRPC API: --port serves the .proto's service (with the gRPC health "
+        "and reflection services), --http-port the HTTP endpoints.",
         epilog="Reloader settings (the spec's `reloading:` block; the environment variable wins):\n" + settings,
     )
     _service_arguments(serve)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,10 +24,16 @@ PROTO_DIR = ROOT / "tests" / "handlers" / "grpc"
 PROTO = PROTO_DIR / "predictor.proto"
 SERVICE = "reloader.test.Predictor"
 _generated: dict[str, ModuleType] = {}
+_generating = threading.Lock()
 
 
 def client_modules(out: Path, *protos: str) -> dict[str, ModuleType]:
     """The `_pb2` and `_pb2_grpc` modules of `protos` (files of tests/handlers/grpc), generated once per run."""
+    with _generating:
+        return _generate(out, protos)
+
+
+def _generate(out: Path, protos: tuple[str, ...]) -> dict[str, ModuleType]:
     missing = [name for name in protos if name.removesuffix(".proto") + "_pb2" not in _generated]
     if missing:
         # protoc in a process of its own: in-process, grpc_tools' protoc crashes (SIGSEGV) where TensorFlow is loaded
