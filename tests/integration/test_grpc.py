@@ -257,3 +257,22 @@ def test_the_proto_file_must_exist_and_the_http_port_must_differ(serve, tmp_path
     api = grpc_api({"path": str(local_model(tmp_path / "m", tag=1.0))}, protobuf_path=PROTO)
     result = serve.run("serve", str(serve.spec(api)), "--port", "1234", "--http-port", "1234")
     assert result.returncode == 2 and "expected a port other than the gRPC port 1234" in result.stderr
+
+
+def test_without_the_grpc_extra_a_grpc_api_exits_2_saying_what_to_install(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    # GIVEN a gRPC API spec, and grpcio-tools hidden (a None entry in sys.modules makes its import fail)
+    hide = "import sys; sys.modules['grpc_tools'] = None; from agent.cli import main; sys.exit(main())"
+    spec = tmp_path / "cortex.yaml"
+    spec.write_text(yaml.safe_dump([grpc_api({"path": str(tmp_path)})]))
+    # WHEN it is served
+    command = [sys.executable, "-c", hide, "serve", str(spec)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    # THEN it exits with status 2, naming the field, what is missing and what to install
+    assert result.returncode == 2, result.stderr
+    assert "handler.protobuf_path: a gRPC API needs the grpc extra, and grpc_tools cannot be imported" in result.stderr
+    assert "pip install 'model-reloader[grpc]'" in result.stderr
