@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="serve an API spec: load every model, keep it equal to S3, answer HTTP",
+        help="serve an API spec: load every model, keep it equal to S3, answer HTTP (or gRPC)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve one API of a Cortex 0.35 API spec. Exits with status 2 on an invalid spec. "
         "With handler.protobuf_path it is a gRPC API: --port serves the .proto's service (with the gRPC health "
