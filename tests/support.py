@@ -71,10 +71,13 @@ def wait_until(condition: Callable[[], T], timeout: float = 20.0, interval: floa
 class Server:
     """A running `reloader serve` process."""
 
-    def __init__(self, process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], url: str, log_path: Path, grpc_address: str | None = None
+    ) -> None:
         self.process = process
-        self.url = url
+        self.url = url  # the HTTP endpoints
         self.log_path = log_path
+        self.grpc_address = grpc_address  # host:port of a gRPC API (handler.protobuf_path)
         self.http = httpx.Client(base_url=url, timeout=30)
 
     def post(self, payload: Any, **params: Any) -> httpx.Response:
@@ -143,11 +146,17 @@ class ServeFactory:
         api: str | None = None,
         ready_timeout: float = 60,
         command_name: str = "serve",
+        grpc: bool = False,
     ) -> Server:
-        """Run `reloader serve` (or `command_name`, e.g. "agent") and wait until it is ready."""
+        """Run `reloader serve` (or `command_name`, e.g. "agent") and wait until it is ready.
+
+        `grpc`: a gRPC API; its HTTP endpoints get a port of their own (`--http-port`)."""
         port = free_port()
+        http_port = free_port() if grpc else port
         log_path = self.tmp_path / f"{command_name}-{port}.log"
         command = [reloader(), command_name, str(spec), "--port", str(port)]
+        if grpc:
+            command += ["--http-port", str(http_port)]
         if api:
             command += ["--api", api]
         process = subprocess.Popen(
@@ -156,7 +165,7 @@ class ServeFactory:
             stderr=subprocess.STDOUT,
             env={**os.environ, "AWS_ENDPOINT_URL": self.endpoint, **(env or {})},
         )
-        server = Server(process, f"http://127.0.0.1:{port}", log_path)
+        server = Server(process, f"http://127.0.0.1:{http_port}", log_path, f"127.0.0.1:{port}" if grpc else None)
         self.servers.append(server)
 
         def ready() -> bool:

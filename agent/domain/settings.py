@@ -62,6 +62,20 @@ class ReloadingSettings(BaseSettings):
     heartbeat_interval: float = Field(
         300.0, gt=0, description="Seconds between refreshes of the queue's heartbeat tag (topic mode)."
     )
+    # -- gRPC APIs (handler.protobuf_path) ---------------------------------------------------
+    http_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="With handler.protobuf_path (the API's port serves gRPC): the port of /healthz, /readyz, "
+        "/models and /metrics. `serve --http-port` wins. Default: the API's port + 1.",
+    )
+    grpc_max_message_size: int = Field(
+        4 * 1024 * 1024,
+        ge=1,
+        le=2**31 - 1,
+        description="Largest gRPC message received or sent, in bytes (grpcio's default, 4 MiB; Cortex set no limit).",
+    )
     # -- TensorFlow Serving (handler.type: tensorflow) --------------------------------------
     tfserving_address: str = Field(
         "127.0.0.1:9000",

@@ -30,7 +30,6 @@ NOT_APPLICABLE_HANDLER_FIELDS = (
     "shm_size",
     "dependencies",
     "server_side_batching",
-    "protobuf_path",
 )
 
 
@@ -108,13 +107,14 @@ class HandlerSpec(_Strict):
     threads_per_process: int = Field(1, ge=1, le=1024)
     multi_model_reloading: ModelsSpec | None = None
     models: ModelsSpec | None = None
+    # a gRPC API: this file's one service is served on the API's port (agent/api/grpc_server.py)
+    protobuf_path: str | None = None
     # accepted, not applicable here
     image: str | None = None
     tensorflow_serving_image: str | None = None
     shm_size: str | None = None
     dependencies: dict[str, Any] | None = None
     server_side_batching: dict[str, Any] | None = None
-    protobuf_path: str | None = None
 
     @field_validator("processes_per_replica")
     @classmethod
@@ -176,6 +176,11 @@ class LoadedSpec(BaseModel):
     @property
     def handler_path(self) -> Path:
         return (self.spec_dir / self.api.handler.path).resolve()
+
+    @property
+    def protobuf_path(self) -> Path | None:
+        path = self.api.handler.protobuf_path
+        return (self.spec_dir / path).resolve() if path else None
 
     @property
     def python_path(self) -> Path:
