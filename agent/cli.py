@@ -10,6 +10,7 @@ import argparse
 import importlib.util
 import json
 import logging
+import math
 import os
 import shutil
 import socket
@@ -28,6 +29,7 @@ from agent import logs
 from agent.api.handler import call_with_declared, check_handler, import_handler_class
 from agent.api.http import create_app
 from agent.api.model_client import ModelClient
+from agent.api.shutdown import GracefulServer, Shutdown
 from agent.boundaries import aws
 from agent.boundaries.s3 import S3
 from agent.boundaries.sns import Topic
@@ -199,7 +201,10 @@ class Service:
                 savedmodel_incomplete if self.tensorflow else None,
             )
             self.agent.event_sources += event_sources(api.name, settings, self.agent)
-        self.app = create_app(self.handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop)
+        self.shutdown = Shutdown(api.reloading.shutdown_drain, api.reloading.shutdown_timeout)
+        self.app = create_app(
+            self.handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop, shutdown=self.shutdown
+        )
 
     def start(self) -> None:
         if self.tensorflow is not None:
@@ -296,11 +301,23 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
     if not_applicable:
         log.warning("accepted but not applicable on a single replica, ignored: %s", ", ".join(not_applicable))
     service = Service(spec, with_handler=with_handler)
-    server = uvicorn.Server(uvicorn.Config(service.app, host=args.host, port=args.port, log_level="warning"))
+    config = uvicorn.Config(
+        service.app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        timeout_graceful_shutdown=math.ceil(service.shutdown.timeout),  # requests in flight, within the deadline
+    )
+    server = GracefulServer(config, service.shutdown)
     threading.Thread(target=_start_when_listening, args=(server, service), name="agent-start", daemon=True).start()
     what = "serving API" if with_handler else "agent of API"
     log.info("%s %r on http://%s:%d", what, spec.api.name, args.host, args.port)
-    server.run()
+    try:
+        server.run()
+    finally:
+        if service.shutdown.abandoned:  # threads still downloading would hold the interpreter's exit
+            logging.shutdown()
+            os._exit(0)
     return 0
 
 
