@@ -11,7 +11,10 @@ from agent.metrics import Metrics, versions_by_state
 
 
 def _snapshot(**models: list[str]) -> dict:
-    return {name: {"versions": {str(i + 1): {"state": s} for i, s in enumerate(states)}} for name, states in models.items()}
+    return {
+        name: {"versions": {str(i + 1): {"state": state} for i, state in enumerate(states)}}
+        for name, states in models.items()
+    }
 
 
 @pytest.mark.parametrize(
