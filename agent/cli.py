@@ -11,6 +11,8 @@ import http.client
 import importlib.util
 import json
 import logging
+import math
+import os
 import shutil
 import socket
 import sys
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from agent import logs
 from agent.api.handler import call_with_declared, check_handler, import_handler_class
 from agent.api.http import create_app
+from agent.api.shutdown import GracefulServer, Shutdown
 from agent.boundaries import aws
 from agent.boundaries.s3 import S3
 from agent.boundaries.sns import Topic
@@ -219,7 +222,10 @@ class Service:
             )
             self.agent.event_sources += event_sources(api.name, settings, self.agent)
         http_handler = None if self.proto else self.handler  # a gRPC API's HTTP port has no `/`
-        self.app = create_app(http_handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop)
+        self.shutdown = Shutdown(api.reloading.shutdown_drain, api.reloading.shutdown_timeout)
+        self.app = create_app(
+            http_handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop, shutdown=self.shutdown
+        )
 
     def start(self) -> None:
         self.runtime.start()
@@ -322,13 +328,23 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
     # Bound before uvicorn runs: connections wait in the backlog meanwhile, so the agent starts at
     # once, beside the server, and /healthz never waits for a large initial load.
     listening = socket.create_server((args.host, http_port), reuse_port=False, backlog=2048)
-    server = uvicorn.Server(uvicorn.Config(service.app, log_level="warning"))
+    config = uvicorn.Config(
+        service.app,
+        log_level="warning",
+        timeout_graceful_shutdown=math.ceil(service.shutdown.timeout),  # requests in flight, within the deadline
+    )
+    server = GracefulServer(config, service.shutdown)
     threading.Thread(target=service.start, name="agent-start", daemon=True).start()
     what = "serving API" if with_handler else "agent of API"
     if service.proto is not None:
         what = "HTTP endpoints (/healthz, /readyz, /models, /metrics) of API"
     log.info("%s %r on http://%s:%d", what, spec.api.name, args.host, http_port)
-    server.run(sockets=[listening])
+    try:
+        server.run(sockets=[listening])
+    finally:
+        if service.shutdown.abandoned:  # threads still downloading would hold the interpreter's exit
+            logging.shutdown()
+            os._exit(0)
     return 0
 
 

@@ -76,6 +76,21 @@ class ReloadingSettings(BaseSettings):
         le=2**31 - 1,
         description="Largest gRPC message received or sent, in bytes (grpcio's default, 4 MiB; Cortex set no limit).",
     )
+    shutdown_drain: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="Seconds the replica keeps serving after SIGTERM, /readyz answering 503, before it stops "
+        "accepting requests (0: stop at once; a Kubernetes preStop sleep does the same job).",
+    )
+    shutdown_timeout: float = Field(
+        20.0,
+        gt=0,
+        le=3600,
+        description="Seconds, after the drain, within which the process exits: requests in flight finish, the "
+        "agent stops (topic mode: deletes its queues); a download or load still running then is abandoned. "
+        "Keep terminationGracePeriodSeconds above preStop + shutdown_drain + shutdown_timeout.",
+    )
     # -- TensorFlow Serving (handler.type: tensorflow) --------------------------------------
     tfserving_address: str = Field(
         "127.0.0.1:9000",

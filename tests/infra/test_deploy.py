@@ -149,6 +149,19 @@ def test_outputs_name_the_deployed_resources(deployed: dict[str, str], aws_endpo
     assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 5
 
 
+def test_the_kubernetes_values_command_reads_the_real_outputs_file(deployed: dict[str, str]) -> None:
+    from infra.kubernetes_values import kubernetes_values, stack_outputs
+
+    # GIVEN the outputs as `cdk deploy --outputs-file` writes them (one stack, its outputs)
+    document = json.loads(json.dumps({"Stack": deployed}))
+    # WHEN turned into the manifests' values THEN they name the deployed topic, prefix and region
+    values = kubernetes_values(stack_outputs(document, None))
+    assert values["RELOADER_TOPIC_ARN"] == deployed[Outputs.TOPIC_ARN]
+    assert values["RELOADER_QUEUE_PREFIX"] == deployed[Outputs.QUEUE_PREFIX]
+    assert values["AWS_REGION"] == REGION
+    assert values["EKS_ROLE_ARN"] == ""  # no EKS role in this deployment
+
+
 def test_an_upload_under_the_prefix_reaches_a_queue_subscribed_to_the_topic(
     deployed: dict[str, str], aws_endpoint: str
 ) -> None:
