@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -78,7 +77,10 @@ class GrpcServer:
         if bound == 0:
             raise ReloaderError(f"cannot listen for gRPC on {host}:{port}")
         self._server.start()
-        threading.Thread(target=self._serving_once_ready, name="grpc-ready", daemon=True).start()
+        if self._agent is not None:
+            self._agent.when_ready(self._serving)
+        else:
+            self._serving()
 
     def stop(self, grace: float = STOP_GRACE) -> None:
         """Answer NOT_SERVING, refuse new RPCs, give in-flight ones `grace` seconds."""
@@ -87,9 +89,7 @@ class GrpcServer:
         self._handler_pool.shutdown(wait=False, cancel_futures=True)
         self._service_pool.shutdown(wait=False, cancel_futures=True)
 
-    def _serving_once_ready(self) -> None:
-        if self._agent is not None:
-            self._agent.wait_ready()
+    def _serving(self) -> None:
         for service in ("", self._proto.service):
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)  # ignored once shutting down
         log.info("gRPC service %s serving", self._proto.service)

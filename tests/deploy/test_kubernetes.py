@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from agent.api.http import create_app
+from agent.boundaries.spec_file import load_spec
 from agent.domain.settings import ReloadingSettings
-from agent.domain.spec import load_spec
 from tests.support import ROOT
 
 KUSTOMIZE = ROOT / "deploy" / "kubernetes"

@@ -10,7 +10,8 @@ import sys
 import venv
 from pathlib import Path
 
-from tests.infra.conftest import aws_cdk  # noqa: F401  (skips without the infra extra)
+import aws_cdk  # noqa: F401  (the folder's conftest skips it without the infra extra)
+
 from tests.support import ROOT
 
 APP = json.loads((ROOT / "cdk.json").read_text())["app"]

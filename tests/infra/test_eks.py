@@ -9,7 +9,7 @@ import pytest
 
 from infra.cdk.config import ConfigError, StackConfig
 from infra.cdk.constants import Outputs
-from tests.infra.conftest import Template, synth
+from tests.infra.synthesis import Template, synth
 from tests.infra.test_stack import only, resources
 
 ISSUER = "oidc.eks.eu-west-1.amazonaws.com/id/ABCDEF0123456789ABCDEF0123456789"
