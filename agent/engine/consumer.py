@@ -15,6 +15,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import replace
 
 from agent.boundaries.sqs import Message, Queue
 from agent.domain.errors import PermanentError, ReloaderError
@@ -91,8 +92,9 @@ class QueueConsumer:
                 continue
             self._report(None)
             delay = 1.0
+            received = self._scheduler.now()
             for message in messages:
-                self._dispatch(message)
+                self._dispatch(message, received)
 
     def _recreate(self) -> None:
         assert self._on_queue_missing is not None
@@ -101,7 +103,7 @@ class QueueConsumer:
         except ReloaderError as error:
             log.debug("recreating the queue failed: %s", error)
 
-    def _dispatch(self, message: Message) -> None:
+    def _dispatch(self, message: Message, received: float) -> None:
         context = {"message_id": message.id, "queue": self._queue.url}
         try:
             events = parse_message(message.body)
@@ -122,7 +124,10 @@ class QueueConsumer:
         if not routed.models:
             self._done.put((message, True))
             return
-        futures = [self._workers.request(model, request) for model, request in routed.models.items()]
+        futures = [
+            self._workers.request(model, replace(request, received=received))
+            for model, request in routed.models.items()
+        ]
         _when_all(futures, lambda ok: self._done.put((message, ok)))
 
     def _bad_message(self, message: Message, error: BadMessage, context: dict[str, str]) -> None:
