@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 RETRY_VISIBILITY = 10  # seconds before a message whose reload hit a temporary failure is seen again
 BACKOFF_MAX = 10.0  # seconds, the longest wait between receive attempts while SQS is unreachable
+ACK_WINDOW = 0.1  # seconds the acknowledger waits for more finished messages to delete in one call
 BAD_MESSAGE_RECEIVES = 5  # without a redrive policy, an unparseable message is deleted at this delivery
 
 
@@ -161,9 +163,13 @@ class QueueConsumer:
         while not self._stop.is_set() or not self._done.empty():
             first = self._done.get()  # stop() puts an empty message to wake it
             batch = [first]
+            # Wait a moment for more: an upload's events come in a burst (its files, then its marker), and
+            # one delete for all of them, after the marker's reload, keeps that call out of the reload's way.
+            until = time.monotonic() + ACK_WINDOW
             while len(batch) < 10:
                 try:
-                    batch.append(self._done.get_nowait())
+                    wait = 0.0 if self._stop.is_set() else max(0.0, until - time.monotonic())
+                    batch.append(self._done.get(timeout=wait) if wait else self._done.get_nowait())
                 except queue.Empty:
                     break
             self._acknowledge([m for m, ok in batch if ok and m.receipt])
