@@ -32,13 +32,14 @@ class S3:
         client: Any,
         concurrency: int = 10,
         on_request: Callable[[str, float], None] | None = None,
+        multipart_threshold: int = TransferConfig().multipart_threshold,
     ) -> None:
         self._client = client
         self._concurrency = concurrency
         # One transfer manager for every download: its thread pools are made once, not per version.
-        config = TransferConfig(max_concurrency=concurrency, use_threads=True)
+        config = TransferConfig(max_concurrency=concurrency, use_threads=True, multipart_threshold=multipart_threshold)
         self._downloads = TransferManager(client, config)
-        self._multipart_threshold = config.multipart_threshold
+        self._multipart_threshold = multipart_threshold  # objects below it: one plain GET each
         self._gets = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="s3-get")  # made once, lazily
         # Every GET of a download carries IfMatch with the ETag we listed: an object replaced since the
         # listing fails with 412 instead of mixing old and new files into one version.

@@ -20,7 +20,7 @@ from tests.support import Models, api_spec, notify_queue, notify_topic, wait_unt
 pytestmark = pytest.mark.localstack
 
 # The kinds docs/architecture.md names; the library's own (s3transfer, grpc) end after their call.
-DOCUMENTED = {"MainThread", "scheduler", "timed", "reconcile", "sqs-receive", "sqs-ack"}
+DOCUMENTED = {"MainThread", "scheduler", "timed", "reconcile", "sqs-receive", "sqs-ack", "s3-get"}
 
 
 @pytest.mark.parametrize("mode", ["poll", "queue", "topic"])
