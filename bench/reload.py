@@ -5,7 +5,11 @@
 Runs against a LocalStack of its own (started and stopped here) unless AWS_ENDPOINT_URL is set,
 with `reloader serve` as a real process and a real (small) scikit-learn model. Prints three tables:
 1. reload latency measured from outside: from the moment the upload of a version completes (its
-   marker is written) to the first HTTP answer from that version; event mode vs polling at Cortex's 10 s;
+   marker is written) to the first HTTP answer from that version, in interleaved rounds (one reload
+   per mode per round, in a shuffled order): queue mode, topic mode with one replica and with three
+   on one topic, each beside its floor (a bare boto3 client doing only the AWS work: receive the
+   marker's event, LIST the model's prefix, GET the version's objects in parallel), then polling at
+   Cortex's 10 s; and where the time goes, per stage, from the agent's reloader_reload_stage_seconds;
 2. idle cost: S3 and SQS requests per hour per replica, counted from the agent's own /metrics;
 3. scale: time to apply one event when the bucket holds 10 models and when it holds 10,000.
 """
@@ -25,6 +29,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -129,16 +134,18 @@ class Bench:
         if "polling" in by_mode and "queue" in by_mode:
             ratio = pct(by_mode["polling"].samples, 50) / pct(by_mode["queue"].samples, 50)
             print(f"events (queue mode) are {ratio:.0f}x faster than polling at p50")
-        staged = [run for run in runs if run.stages]
+        staged = sorted((run for run in runs if run.stages), key=lambda r: LATENCY_MODES.index(r.mode))
         if staged:
-            print("\n**Where the time goes** (p50 per stage, from the agent's own `reloader_reload_stage_seconds`; ")
-            print("the first answer: the bench's first answer from the new version minus the agent's swap)\n")
+            print("\n**Where the time goes** (p50 per stage, from the agent's own `reloader_reload_stage_seconds`;")
+            print("the first answer: the bench's first answer from the new version minus the agent's swap;")
+            print("the floors' own stages as they timed them)\n")
             print("| mode | " + " | ".join(STAGES.values()) + " | sum of p50s |")
             print("|---|" + "---|" * (len(STAGES) + 1))
             for run in staged:
-                medians = [statistics.median(run.stages[stage]) if run.stages.get(stage) else 0.0 for stage in STAGES]
-                cells = [f"{value * 1000:.1f}" for value in medians]
-                print(f"| {LABELS[run.mode]} | " + " | ".join(cells) + f" | {sum(medians) * 1000:.1f} |")
+                medians = {stage: statistics.median(run.stages[stage]) for stage in STAGES if run.stages.get(stage)}
+                cells = [f"{medians[stage] * 1000:.1f}" if stage in medians else "-" for stage in STAGES]
+                total = sum(medians.values()) * 1000
+                print(f"| {LABELS[run.mode]} | " + " | ".join(cells) + f" | {total:.1f} |")
             print(
                 "\n(ms; S3 event time -> message received -> reconcile started -> listed -> downloaded -> "
                 "loaded -> swapped -> first answer)"
@@ -359,15 +366,17 @@ class FloorRun(LatencyRun):
     def _receive(self) -> None:
         while not self.stopping.is_set():
             response = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=20)
+            received = time.time()
             for message in response.get("Messages", ()):
                 self.receipts.append(message["ReceiptHandle"])
                 for record in json.loads(message["Body"]).get("Records", ()):
                     key = record["s3"]["object"]["key"]
                     if key.endswith("/" + MARKER):
-                        self._fetch(key[: -len(MARKER)])
+                        self._fetch(key[: -len(MARKER)], event_time(record["eventTime"]), received)
 
-    def _fetch(self, version_prefix: str) -> None:
+    def _fetch(self, version_prefix: str, event: float, received: float) -> None:
         listing = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix)
+        listed = time.time()
         keys = [
             item["Key"]
             for item in listing.get("Contents", ())
@@ -375,6 +384,13 @@ class FloorRun(LatencyRun):
         ]
         bodies = list(self.gets.map(lambda key: self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read(), keys))
         assert bodies, f"nothing listed under {version_prefix}"
+        downloaded = time.time()
+        for stage, start, end in (
+            ("delivery", event, received),
+            ("list", received, listed),
+            ("download", listed, downloaded),
+        ):
+            self.stages.setdefault(stage, []).append(max(0.0, end - start))
         with self.arrived:
             self.done[version_prefix] = time.perf_counter()
             self.arrived.notify_all()
@@ -437,6 +453,11 @@ def subscribed_queue(sqs: Any, sns: Any, topic_arn: str) -> str:
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
     return str(url)
+
+
+def event_time(text: str) -> float:
+    """An S3 event record's eventTime (ISO 8601, UTC) in seconds since the epoch."""
+    return datetime.fromisoformat(text).timestamp()
 
 
 def load_average() -> str:
