@@ -23,6 +23,7 @@ class Request:
     event_time: float | None = None
     from_scan: bool = False
     keys: frozenset[str] | None = None  # the changed keys (relative to the model) an event named; None: look
+    received: float | None = None  # when the event's message was received (reloader_reload_stage_seconds)
 
     @property
     def versions(self) -> frozenset[int] | None:
@@ -37,7 +38,8 @@ def merge(requests: Sequence[Request]) -> Request:
     keys = None
     if all(r.keys is not None for r in requests):
         keys = frozenset().union(*(r.keys for r in requests if r.keys is not None))
-    return Request(objects, min(times, default=None), all(r.from_scan for r in requests), keys)
+    received = min((r.received for r in requests if r.received is not None), default=None)
+    return Request(objects, min(times, default=None), all(r.from_scan for r in requests), keys, received)
 
 
 @dataclass(frozen=True)

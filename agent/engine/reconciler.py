@@ -78,6 +78,7 @@ class Reconciler:
             self._index.publish(model, state)
             return Outcome(model)
         now = self._scheduler.now()
+        timeline = _Timeline.of(request, now)
         if request.event_time is not None:
             state = retry_now(state, versions, now)
         source = self._models.source(model)
@@ -90,6 +91,8 @@ class Reconciler:
         except ReloaderError as error:
             self._publish(model, before, replace(state, error=f"cannot list the model: {error}"))
             return Outcome(model, error=str(error), temporary=isinstance(error, TemporaryError))
+        if timeline is not None:
+            timeline.listed = self._scheduler.now()
         listing = discover(objects, self._settings.ready_marker, self._completeness)
         observed = observe(state, listing, now, request.from_scan, self.count_drift)
         state = observed.state
@@ -100,7 +103,8 @@ class Reconciler:
         planned = plan(state, {v: served.fingerprint for v, served in loaded.items()}, now, self._settle)
         self._index.publish(model, replace(state, loading=planned.loads))
         assert source is not None or not planned.loads
-        results = [self._act(model, state, action, source.location if source else None) for action in planned.actions]
+        location = source.location if source else None
+        results = [self._act(model, state, action, location, timeline) for action in planned.actions]
         recorded = record(state, planned, results, self._scheduler.now(), self._backoff)
         self._index.publish(model, recorded.state)
         if recorded.wake_at is not None:
@@ -108,13 +112,22 @@ class Reconciler:
         self._metrics.versions_loaded.labels(model).set(len(self._registry.loaded(model)))
         return _outcome(model, planned, results)
 
-    def _act(self, model: str, state: ModelState, action: Load | Unload, location: Location | None) -> Result:
+    def _act(
+        self,
+        model: str,
+        state: ModelState,
+        action: Load | Unload,
+        location: Location | None,
+        timeline: _Timeline | None,
+    ) -> Result:
         if isinstance(action, Unload):
             return self._unload(model, action)
         assert location is not None
-        return self._load(model, state, location, action)
+        return self._load(model, state, location, action, timeline)
 
-    def _load(self, model: str, state: ModelState, location: Location, action: Load) -> Result:
+    def _load(
+        self, model: str, state: ModelState, location: Location, action: Load, timeline: _Timeline | None = None
+    ) -> Result:
         listing = action.listing
         version = listing.version
         logger = model_logger(log, model, version)
@@ -128,6 +141,7 @@ class Reconciler:
             )
         except ReloaderError as error:
             return self._failed(model, state, listing, f"download failed: {error}", error)
+        downloaded = self._scheduler.now()
         try:
             value = self._loader.load(model, version, folder)
         except TemporaryError as error:  # TF Serving unreachable or slow: keep the download for the retry
@@ -142,6 +156,7 @@ class Reconciler:
         now = self._scheduler.now()
         served = Served(version, listing.fingerprint, folder, value, now, self._loader.describe(value))
         old = self._registry.swap_in(model, served)
+        swapped = self._scheduler.now()
         del value, served
         if old is not None and old.path != folder:
             self._loader.unload(model, version, old.value)
@@ -151,6 +166,8 @@ class Reconciler:
         announced = state.announced(version)
         if announced is not None:
             self._metrics.reload_latency.labels(model).observe(max(0.0, now - announced))
+            if timeline is not None:
+                self._metrics.stages(timeline.event, timeline.marks(downloaded, now, swapped))
         verb = "reloaded (updated in place)" if action.replaces else "loaded"
         logger.info("%s %s version %s (%.3f s)", verb, model, version, now - started)
         return Loaded(version, now)
@@ -197,6 +214,32 @@ class Reconciler:
                 logger.error("%s: %s; loaded versions keep serving", model, state.error)
             elif before.error:
                 logger.info("%s: recovered", model)
+
+
+@dataclass
+class _Timeline:
+    """When an event-driven reconcile passed each stage (the scheduler's clock), for reloader_reload_stage_seconds."""
+
+    event: float  # the S3 event's time: of the earliest event merged into this reconcile
+    received: float
+    started: float
+    listed: float = 0.0
+
+    @classmethod
+    def of(cls, request: Request, now: float) -> _Timeline | None:
+        if request.received is None or request.event_time is None:
+            return None
+        return cls(request.event_time, request.received, now, now)
+
+    def marks(self, downloaded: float, loaded: float, swapped: float) -> list[tuple[str, float]]:
+        return [
+            ("delivery", self.received),
+            ("dispatch", self.started),
+            ("list", self.listed),
+            ("download", downloaded),
+            ("load", loaded),
+            ("swap", swapped),
+        ]
 
 
 def _nothing(when: float, model: str) -> None:
