@@ -387,12 +387,7 @@ def start_grpc_server(service: Service, args: argparse.Namespace) -> int:
 
     assert service.proto is not None
     settings = service.spec.api.reloading
-    http_port = getattr(args, "http_port", None) or settings.http_port or args.port + 1
-    if http_port == args.port:
-        raise SpecError(
-            f"--http-port / reloading.http_port: expected a port other than the gRPC port {args.port}, "
-            f"found {http_port}"
-        )
+    http_port = grpc_api_http_port(args, settings)
     grpc_server = GrpcServer(
         service.proto,
         service.handler,
@@ -404,6 +399,17 @@ def start_grpc_server(service: Service, args: argparse.Namespace) -> int:
     grpc_server.start(args.host, args.port)
     service.grpc_server = grpc_server
     log.info("serving gRPC service %s of %s on %s:%d", service.proto.service, service.proto.path, args.host, args.port)
+    return http_port
+
+
+def grpc_api_http_port(args: argparse.Namespace, settings: ReloadingSettings) -> int:
+    """The HTTP endpoints' port of a gRPC API: --http-port, else reloading.http_port, else --port + 1."""
+    http_port = getattr(args, "http_port", None) or settings.http_port or args.port + 1
+    if http_port == args.port:
+        raise SpecError(
+            f"--http-port / reloading.http_port: expected a port other than the gRPC port {args.port}, "
+            f"found {http_port}"
+        )
     return int(http_port)
 
 

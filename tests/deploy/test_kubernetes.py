@@ -1,6 +1,7 @@
 """The Kubernetes manifests under deploy/kubernetes/, rendered by `kubectl kustomize` and checked offline:
 every object against the Kubernetes schemas (kubernetes-validate, strict), and what matters for this
-project (probes, replica id, shutdown budget, TF Serving's flags, the shared model folder) against the code.
+project (probes, replica id, shutdown budget, TF Serving's flags, the shared model folder, a gRPC API's
+two ports) against the code.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import yaml
 
 from agent.api.http import create_app
 from agent.boundaries.spec_file import load_spec
+from agent.cli import _parser, grpc_api_http_port
 from agent.domain.settings import ReloadingSettings
-from tests.support import ROOT
+from tests.support import ROOT, free_port
 
 KUSTOMIZE = ROOT / "deploy" / "kubernetes"
-OVERLAYS = ["python", "tensorflow", "tensorflow-agent", "servicemonitor", "hpa"]
+OVERLAYS = ["python", "tensorflow", "tensorflow-agent", "servicemonitor", "hpa", "grpc"]
+HTTP_OVERLAYS = [name for name in OVERLAYS if name != "grpc"]  # the API's one port serves HTTP
 COMPONENTS = ["irsa", "servicemonitor", "hpa"]
 # The oldest Kubernetes EKS still supports as standard, and the newest kubernetes-validate knows.
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
@@ -128,11 +131,14 @@ def values_env() -> dict[str, str]:
 # -- schemas ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overlay", [*OVERLAYS, "composed"])
+@pytest.mark.parametrize("overlay", [*OVERLAYS, "composed-tensorflow", "composed-grpc"])
 def test_every_rendered_object_validates_against_the_kubernetes_schemas(overlay, rendered, tmp_path):
     import kubernetes_validate
 
-    objects = render(composed(tmp_path, "tensorflow")) if overlay == "composed" else rendered[overlay]
+    if overlay.startswith("composed-"):
+        objects = render(composed(tmp_path, overlay.removeprefix("composed-")))
+    else:
+        objects = rendered[overlay]
     for item in objects:
         where = f"{overlay}: {item['kind']}/{item['metadata']['name']}"
         if item["kind"] == "ServiceMonitor":  # a CRD: kubernetes-validate has no schema for it
@@ -161,7 +167,7 @@ def test_a_typo_in_a_manifest_fails_validation():
 # -- what the manifests must agree on with the code ------------------------------------------
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("overlay", HTTP_OVERLAYS)
 def test_probes_point_at_the_real_endpoints_and_port(overlay, rendered):
     reloader = container(rendered[overlay], "reloader")
     args = reloader["args"]
@@ -219,10 +225,11 @@ def test_model_dir_is_a_bounded_empty_dir(overlay, rendered):
 
 
 def test_the_example_specs_are_valid_and_use_the_shared_folder(tmp_path):
-    for overlay, kind in (("base", "python"), ("overlays/tensorflow", "tensorflow")):
+    for overlay, kind in (("base", "python"), ("overlays/tensorflow", "tensorflow"), ("overlays/grpc", "python")):
         spec = load_spec(KUSTOMIZE / overlay / "api" / "cortex.yaml")
         assert spec.api.handler.type == kind
         assert spec.handler_path.is_file()
+        assert (spec.protobuf_path is not None) == (overlay == "overlays/grpc")
 
 
 def readme_tfserving_flags() -> list[str]:
@@ -281,3 +288,104 @@ def test_selectors_select_the_pods(rendered):
         ("PodDisruptionBudget", one(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]),
     ):
         assert selector and selector.items() <= labels.items(), kind
+
+
+# -- a gRPC API (handler.protobuf_path): gRPC on --port, the HTTP endpoints on --http-port ---------
+
+
+def mounted_api(objects: list[dict[str, Any]], folder: Path) -> Path:
+    """The reloader-api ConfigMap written out as the pod mounts it; returns the spec's path there."""
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    name = next(v["configMap"]["name"] for v in pod["volumes"] if v["name"] == "api")
+    config_map = next(item for item in objects if item["kind"] == "ConfigMap" and item["metadata"]["name"] == name)
+    for file_name, text in config_map["data"].items():
+        (folder / file_name).write_text(text)
+    mount = next(m["mountPath"] for m in container(objects, "reloader")["volumeMounts"] if m["name"] == "api")
+    args = container(objects, "reloader")["args"]
+    return folder / Path(args[1]).relative_to(mount)
+
+
+@pytest.fixture()
+def grpc_api(rendered, tmp_path, monkeypatch) -> tuple[Any, Any]:
+    """The gRPC overlay's container arguments, parsed by `reloader`'s own parser, and its spec as the pod
+    loads it: from the mounted ConfigMap, with the container's environment (which wins over the spec)."""
+    objects = rendered["grpc"]
+    reloader = container(objects, "reloader")
+    for name, value in {**values_env(), **env_of(reloader)}.items():
+        if name.startswith("RELOADER_") and isinstance(value, str):
+            monkeypatch.setenv(name, value)
+    args = _parser().parse_args(reloader["args"])
+    return args, load_spec(mounted_api(objects, tmp_path), args.api)
+
+
+def test_grpc_ports_are_the_ones_reloader_serve_listens_on(grpc_api, rendered):
+    args, spec = grpc_api
+    reloader = container(rendered["grpc"], "reloader")
+    assert reloader["args"][0] == "serve" and args.host == "0.0.0.0"
+    assert spec.protobuf_path is not None, "the gRPC overlay's spec must set handler.protobuf_path"
+    http_port = grpc_api_http_port(args, spec.api.reloading)  # as `serve` decides it
+    assert {p["name"]: p["containerPort"] for p in reloader["ports"]} == {"grpc": args.port, "http": http_port}
+
+
+def test_grpc_probes_point_at_the_real_endpoints_and_ports(grpc_api, rendered):
+    args, spec = grpc_api
+    reloader = container(rendered["grpc"], "reloader")
+    http_port = grpc_api_http_port(args, spec.api.reloading)
+    ports = {p["name"]: p["containerPort"] for p in reloader["ports"]}
+    routes = {route.path for route in create_app(None, None).routes}  # type: ignore[attr-defined]
+    # readiness: Kubernetes' gRPC probe (a port number, never a name) on the gRPC port
+    probe = reloader["readinessProbe"]
+    assert set(probe) - {"periodSeconds", "failureThreshold", "timeoutSeconds"} == {"grpc"}
+    assert probe["grpc"]["port"] == args.port
+    # liveness: /healthz on the http port
+    liveness = reloader["livenessProbe"]["httpGet"]
+    assert liveness["path"] == "/healthz" and "/healthz" in routes
+    assert ports[liveness["port"]] == http_port
+    # Prometheus scrapes the http port: the gRPC port has no /metrics
+    annotations = one(rendered["grpc"], "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(http_port)
+    assert annotations["prometheus.io/path"] in routes
+
+
+def test_the_grpc_probe_asks_a_service_the_api_answers_for(grpc_api, rendered):
+    """The probe's service (none: the server as a whole) is one the real health service knows, and its
+    answer names the manifests' http port, as `reloader status` reads it."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from agent.api.grpc_server import GrpcServer, advertised_http_port
+    from agent.api.handler import call_with_declared, import_handler_class
+    from agent.cli import compile_grpc_api
+
+    args, spec = grpc_api
+    http_port = grpc_api_http_port(args, spec.api.reloading)
+    proto = compile_grpc_api(spec)
+    assert proto is not None
+    handler_class = import_handler_class(spec.handler_path, spec.python_path, spec.api.handler.env)
+    proto.check(handler_class, spec.handler_path)  # the check `serve` makes at start
+    arguments = {"config": {}, "model_client": None, **proto.handler_arguments()}
+    handler = call_with_declared(handler_class, arguments)  # as `serve` constructs it
+    probe = container(rendered["grpc"], "reloader")["readinessProbe"]["grpc"]
+    server = GrpcServer(proto, handler, None, 1, spec.api.reloading.grpc_max_message_size, http_port)
+    port = free_port()
+    server.start("127.0.0.1", port)  # no agent: SERVING at once
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            request = health_pb2.HealthCheckRequest(service=probe.get("service", ""))
+            answer = health_pb2_grpc.HealthStub(channel).Check(request, timeout=10)
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        assert advertised_http_port(f"127.0.0.1:{port}") == http_port
+    finally:
+        server.stop(grace=0)
+
+
+def test_the_grpc_service_exposes_grpc_as_h2c_and_http_for_metrics(rendered, tmp_path):
+    service = one(rendered["grpc"], "Service")
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert set(ports) == {"grpc", "http"}
+    assert ports["grpc"]["targetPort"] == "grpc"
+    assert ports["grpc"]["appProtocol"] == "kubernetes.io/h2c"  # gRPC is HTTP/2 with prior knowledge
+    assert ports["http"]["targetPort"] == "http"
+    # the ServiceMonitor component scrapes the Service port whose target is the container's http port
+    monitor = one(render(composed(tmp_path, "grpc")), "ServiceMonitor")
+    assert [endpoint["port"] for endpoint in monitor["spec"]["endpoints"]] == ["http"]
