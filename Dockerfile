@@ -2,6 +2,7 @@
 #
 #   docker build -t my-registry/model-reloader:0.1.0 .                                  # Python handler
 #   docker build --build-arg EXTRAS='[tensorflow]' -t my-registry/model-reloader-tf:0.1.0 .  # + TF client
+#   docker build --build-arg EXTRAS='[grpc]' -t my-registry/model-reloader-grpc:0.1.0 .     # gRPC APIs
 #
 # Your handler's own packages (Cortex's handler.dependencies is not read here) go into a derived image:
 #
