@@ -398,6 +398,7 @@ def start_grpc_server(service: Service, args: argparse.Namespace) -> int:
     )
     grpc_server.start(args.host, args.port)
     service.grpc_server = grpc_server
+    service.shutdown.on_begin(grpc_server.health.enter_graceful_shutdown)  # NOT_SERVING at SIGTERM, as /readyz
     log.info("serving gRPC service %s of %s on %s:%d", service.proto.service, service.proto.path, args.host, args.port)
     return http_port
 

@@ -31,14 +31,21 @@ class Shutdown:
         self._clock = clock
         self._begun_at: float | None = None
         self.abandoned = False  # a stop overran the deadline: its threads may still run
+        self._on_begin: list[Callable[[], None]] = []
 
     @property
     def begun(self) -> bool:
         return self._begun_at is not None
 
+    def on_begin(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` when shutdown begins (the gRPC health service turns NOT_SERVING with /readyz)."""
+        self._on_begin.append(callback)
+
     def begin(self) -> None:
         if self._begun_at is None:
             self._begun_at = self._clock()
+            for callback in self._on_begin:
+                callback()
 
     def drained(self) -> bool:
         return self._begun_at is not None and self._clock() >= self._begun_at + self.drain
