@@ -7,6 +7,7 @@ tests/handlers/tagged.py.
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -169,6 +170,24 @@ def test_health_is_not_serving_until_ready_and_reflection_lists_the_service(
     result = serve.run("status", "--url", f"http://{server.grpc_address}")
     assert result.returncode == 0, result.stderr
     assert "grpc-api" in result.stdout and "ready" in result.stdout
+
+
+def test_at_sigterm_health_turns_not_serving_with_readyz_while_the_drain_still_serves(
+    serve: ServeFactory, tmp_path, clients, tmp_path_factory
+):
+    # GIVEN a ready gRPC API with a 3 s drain
+    api = grpc_api({"path": str(local_model(tmp_path / "m", tag=1.0))})
+    server = serve.start(serve.spec(api), grpc=True, env={"RELOADER_SHUTDOWN_DRAIN": "3"})
+    client = connect(clients, server, tmp_path_factory)
+    assert client.health() == "SERVING"
+    # WHEN Kubernetes sends SIGTERM
+    server.process.send_signal(signal.SIGTERM)
+    # THEN the health service says NOT_SERVING at once, as /readyz does, while RPCs are still answered
+    wait_until(lambda: client.health() == "NOT_SERVING", timeout=2, what="NOT_SERVING at SIGTERM")
+    assert httpx.get(f"{server.url}/readyz").status_code == 503
+    assert client.health(SERVICE) == "NOT_SERVING"
+    assert client.predict() == 1.0
+    server.process.wait(timeout=30)
 
 
 def test_threads_per_process_bounds_concurrent_rpcs_and_health_answers_meanwhile(
