@@ -18,7 +18,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from tests.support import ROOT
+from tests.support import ROOT, api_spec
 
 PROTO_DIR = ROOT / "tests" / "handlers" / "grpc"
 PROTO = PROTO_DIR / "predictor.proto"
@@ -57,19 +57,15 @@ def grpc_api(
     **handler: Any,
 ) -> dict[str, Any]:
     """A Cortex RealtimeAPI spec for the gRPC test handler (tests/handlers/grpc/handler.py)."""
-    return {
-        "name": name,
-        "kind": "RealtimeAPI",
-        "handler": {
-            "type": "python",
-            "path": str(handler_path),
-            "python_path": str(ROOT / "tests" / "handlers"),
-            "protobuf_path": str(protobuf_path),
-            "multi_model_reloading": models,
-            **handler,
-        },
-        "reloading": {"interval": 0.5, "settle": 0, **(reloading or {})},
-    }
+    return api_spec(
+        models,
+        name,
+        reloading,
+        path=str(handler_path),
+        python_path=str(ROOT / "tests" / "handlers"),
+        protobuf_path=str(protobuf_path),
+        **handler,
+    )
 
 
 class Client:
