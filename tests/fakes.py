@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -273,6 +273,40 @@ def build_agent(
         runtime.lifecycle,
     )
     return agent, runtime
+
+
+# -- SQS and SNS administration (topic mode's own queue) --------------------------------------
+
+
+class RecordingAdmin:
+    """SQS's queue administration, in memory: records every queue created and every tag written."""
+
+    def __init__(self) -> None:
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.deleted: list[str] = []
+
+    def create(self, name: str, attributes: Mapping[str, str], tags: Mapping[str, str], owner_tag: str) -> Any:
+        self.tags.append((name, dict(tags)))
+        return f"https://sqs.test/{name}", f"arn:aws:sqs:us-east-1:0:{name}"
+
+    def set_attributes(self, url: str, attributes: Mapping[str, str]) -> None:
+        pass
+
+    def tag(self, url: str, tags: Mapping[str, str]) -> None:
+        self.tags.append((url, dict(tags)))
+
+    def delete(self, url: str) -> None:
+        self.deleted.append(url)
+
+
+class RecordingTopic:
+    arn = "arn:aws:sns:us-east-1:0:models"
+
+    def subscribe_queue(self, queue_arn: str) -> str:
+        return f"{self.arn}:sub"
+
+    def unsubscribe(self, subscription_arn: str) -> None:
+        pass
 
 
 # -- traffic ---------------------------------------------------------------------------------
