@@ -188,7 +188,9 @@ class Service:
                 self.runtime.completeness,
                 self.scheduler,
                 self.runtime.lifecycle,
+                cache=spec.cache,
             )
+            self.runtime.serve_through(self.agent.lookup)
             self.agent.event_sources += event_sources(api.name, settings, self.agent)
         self.app = create_app(self.handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop)
 

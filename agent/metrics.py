@@ -69,6 +69,36 @@ class Metrics:
             registry=r,
         )
 
+        # Multi-model caching: no model label (10,000 models would be 10,000 series).
+        self.cache_requests = Counter(
+            "reloader_cache_requests_total",
+            "get_model / predict lookups with caching on: hit (in memory) or miss (a cold load).",
+            ["result"],
+            registry=r,
+        )
+        self.cache_evictions = Counter(
+            "reloader_cache_evictions_total",
+            "Entries evicted by the LRU: from memory (cache_size) or folders from disk (disk_cache_size).",
+            ["where"],
+            registry=r,
+        )
+        self.cold_load_seconds = Histogram(
+            "reloader_cold_load_seconds",
+            "A cold load asked for by a request, by phase: download (0 when the folder was on disk) and load.",
+            ["phase"],
+            buckets=RELOAD_BUCKETS,
+            registry=r,
+        )
+        self.cache_loads_in_flight = Gauge(
+            "reloader_cache_loads_in_flight", "Entries being loaded (cold loads and eager refreshes).", registry=r
+        )
+        self.cache_entries = Gauge(
+            "reloader_cache_entries",
+            "Entries in memory, version folders on disk, and folders retiring (removed after retire_after).",
+            ["where"],
+            registry=r,
+        )
+
     def s3_call(self, operation: str, seconds: float) -> None:
         self.s3_requests.labels(operation).inc()
         self.s3_request_seconds.labels(operation).observe(seconds)

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from agent.api.handler import HTTP_METHODS, call_with_declared
-from agent.domain.errors import ModelNotFoundError
+from agent.domain.errors import ModelNotFoundError, ModelUnavailableError
 from agent.engine.agent import Agent
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,8 @@ class HandlerEndpoint:
             result = await anyio.to_thread.run_sync(call_with_declared, method, arguments, limiter=self._limiter)
         except ModelNotFoundError as error:
             return JSONResponse({"error": str(error)}, 404)
+        except ModelUnavailableError as error:  # a cold load failed or is still running (caching)
+            return JSONResponse({"error": str(error)}, 503, headers={"Retry-After": "1"})
         except Exception:
             log.exception("handle_%s raised", request.method.lower())
             return JSONResponse({"error": "the handler raised an exception; see the server log"}, 500)

@@ -25,6 +25,8 @@ class Index:
         self._states: dict[str, ModelState] = {}
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
+        # With caching: the versions of a model whose folder is on disk (LruCache.on_disk); None without.
+        self.on_disk: Callable[[str], set[int]] | None = None
 
     def get(self, model: str) -> ModelState:
         return self._states.get(model, ModelState())
@@ -58,7 +60,8 @@ class Index:
         names = [model] if model is not None else self.models()
         result = {}
         for name in names:
-            status = model_status(self.get(name), self._registry.loaded(name), self._settle)
+            on_disk = self.on_disk(name) if self.on_disk is not None else None
+            status = model_status(self.get(name), self._registry.loaded(name), self._settle, on_disk)
             if status is not None:
                 result[name] = status
         return result
