@@ -67,8 +67,9 @@ def create_app(
             return PlainTextResponse("ready")
         return PlainTextResponse("initial load in progress", 503)
 
-    async def models(_: Request) -> Response:
-        return JSONResponse(agent.index.snapshot() if agent else {})
+    async def models(request: Request) -> Response:
+        # ?model=NAME: that model only (a `dir` may hold 10,000)
+        return JSONResponse(agent.index.snapshot(request.query_params.get("model")) if agent else {})
 
     async def metrics(_: Request) -> Response:
         body = agent.metrics.exposition() if agent else b""
