@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench venv localstack-install clean
+.PHONY: demo test lint bench bench-cache venv localstack-install clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -45,3 +45,6 @@ clean:
 
 bench: venv localstack-install
 	$(BIN)/python -m bench.reload
+
+bench-cache: venv localstack-install
+	$(BIN)/python -m bench.cache

@@ -48,8 +48,8 @@ class CachedModels:
         self._metrics = metrics
         self._deadline = deadline
         self._now = now
-        self._hits = metrics.cache_requests.labels("hit")
-        self._misses = metrics.cache_requests.labels("miss")
+        self._hits = metrics.cache_hits
+        self._misses = metrics.cache_misses
         # The candidates for "latest" of each model's last published value (recomputed when it changes).
         self._candidates: dict[str, tuple[ModelState, tuple[int, ...]]] = {}
 

@@ -16,6 +16,7 @@ from agent.domain.status import model_status
 from agent.engine.registry import Registry
 
 Listener = Callable[[str, ModelState], None]
+NOTHING = ModelState()  # a model never published (built once: get() is on every cached request's path)
 
 
 class Index:
@@ -29,7 +30,7 @@ class Index:
         self.on_disk: Callable[[str], set[int]] | None = None
 
     def get(self, model: str) -> ModelState:
-        return self._states.get(model, ModelState())
+        return self._states.get(model, NOTHING)
 
     def publish(self, model: str, state: ModelState) -> None:
         """Only the model's worker calls this."""

@@ -122,7 +122,8 @@ class Reconciler:
         if recorded.wake_at is not None:
             self.on_wake(recorded.wake_at, model)
         now_loaded = self._registry.loaded(model)
-        self._metrics.versions_loaded.labels(model).set(len(now_loaded))
+        if now_loaded or loaded:  # with caching most models have nothing loaded: no series for them
+            self._metrics.versions_loaded.labels(model).set(len(now_loaded))
         served = {v: now_loaded[v] for v in request.demand if v in now_loaded}
         return replace(_outcome(model, planned, results), served=served)
 

@@ -128,6 +128,9 @@ class LruCache:
         self._folder_used: dict[Path, int] = {}
         self._loading: dict[Entry, int] = {}  # entries being loaded (a count: a reload and a cold load may overlap)
         self._retiring: dict[Path, tuple[_Folder, Cancellable | None]] = {}  # evicted, removal pending
+        self._in_memory_gauge = metrics.cache_entries.labels("memory")
+        self._on_disk_gauge = metrics.cache_entries.labels("disk")
+        self._retiring_gauge = metrics.cache_entries.labels("retiring")
 
     # -- requests (any thread) ---------------------------------------------------------------
     def touch(self, model: str, version: int) -> None:
@@ -220,7 +223,8 @@ class LruCache:
             gone = [key for key in self._used if key[0] == model and key[1] not in fingerprints]
             for key in gone:
                 self._used.pop(key, None)
-            self._gauges()
+            if stale:
+                self._gauges()
         for path, folder in stale_folders:
             self._retire(path, folder)
 
@@ -247,9 +251,9 @@ class LruCache:
         self._folder_used.pop(path, None)
 
     def _gauges(self) -> None:
-        self._metrics.cache_entries.labels("memory").set(len(self._resident_keys()))
-        self._metrics.cache_entries.labels("disk").set(len(self._folders))
-        self._metrics.cache_entries.labels("retiring").set(len(self._retiring))
+        self._in_memory_gauge.set(len(self._resident_keys()))
+        self._on_disk_gauge.set(len(self._folders))
+        self._retiring_gauge.set(len(self._retiring))
 
     def _retire(self, path: Path, folder: _Folder | None) -> None:
         """Outside the lock: the store may remove the folder right here (retire_after 0)."""
