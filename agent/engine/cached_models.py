@@ -100,9 +100,26 @@ class CachedModels:
                 f"model {name!r} version {number} failed to load ({failure.attempts} attempt(s)): {failure.error}"
             )
         self._misses.inc()
+        deadline = self._now() + self._deadline
+        outcome = self._wait(name, number, self._deadline)
+        served = outcome.served.get(number)
+        if served is None and outcome.error is None and self._now() < deadline:
+            # Loaded, then evicted by another model's insertion before this request took it: once more.
+            outcome = self._wait(name, number, max(0.0, deadline - self._now()))
+            served = outcome.served.get(number)
+        if served is not None:
+            return served
+        after = self._index.get(name).versions.get(number)
+        reason = after.failure.error if after is not None and after.failure is not None else outcome.error
+        raise ModelUnavailableError(
+            f"model {name!r} version {number} could not be loaded: {reason or 'evicted at once'}"
+        )
+
+    def _wait(self, name: str, number: int, timeout: float) -> Outcome:
+        """Ask the model's worker for the version and wait for that reconcile (single flight)."""
         future = self._demand(name, Request(demand=frozenset({number})))
         try:
-            outcome = future.result(timeout=self._deadline)
+            return future.result(timeout=timeout)
         except TimeoutError:
             raise ModelUnavailableError(
                 f"model {name!r} version {number} is still loading after {self._deadline:g} s "
@@ -110,12 +127,6 @@ class CachedModels:
             ) from None
         except CancelledError:
             raise ModelUnavailableError(f"model {name!r} version {number}: the agent is stopping") from None
-        served = outcome.served.get(number)
-        if served is not None:
-            return served
-        after = self._index.get(name).versions.get(number)
-        reason = after.failure.error if after is not None and after.failure is not None else outcome.error
-        raise ModelUnavailableError(f"model {name!r} version {number} could not be loaded: {reason or 'unknown'}")
 
     def _unknown(self, name: str, state: ModelState) -> str:
         if state.error is not None:

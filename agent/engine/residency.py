@@ -220,7 +220,8 @@ class LruCache:
             stale_folders = [(path, self._folders[path]) for path in stale]
             for path in stale:
                 self._forget_folder(path)
-            gone = [key for key in self._used if key[0] == model and key[1] not in fingerprints]
+            # a copy: request threads may add a key meanwhile (touch writes without the lock)
+            gone = [key for key in list(self._used) if key[0] == model and key[1] not in fingerprints]
             for key in gone:
                 self._used.pop(key, None)
             if stale:
