@@ -65,7 +65,7 @@ def test_an_entry_being_loaded_is_never_evicted(tmp_path):
 
 def test_disk_evicts_only_folders_whose_entry_is_not_in_memory(tmp_path):
     # GIVEN a disk of 2 folders: a in memory, b only on disk
-    registry, store, cache, _, _ = make(tmp_path, 1, 2)
+    _, store, cache, _, _ = make(tmp_path, 1, 2)
     a = installed(store, cache, "a")
     cache.swap_in("a", served("a", a))
     b = installed(store, cache, "b")
@@ -77,7 +77,7 @@ def test_disk_evicts_only_folders_whose_entry_is_not_in_memory(tmp_path):
 
 def test_a_retiring_folder_a_new_load_needs_is_kept(tmp_path):
     # GIVEN b's folder evicted from disk, retiring for 30 s
-    registry, store, cache, scheduler, clock = make(tmp_path, 1, 1, retire_after=30)
+    _, store, cache, scheduler, clock = make(tmp_path, 1, 1, retire_after=30)
     installed(store, cache, "a")
     b = installed(store, cache, "b")
     a = store.folder("a", 1, "fp-a-1")
