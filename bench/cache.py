@@ -8,7 +8,9 @@ process and small scikit-learn models (tests/handlers/tagged.py). Prints three t
 2. cold load of an uncached model in a bucket of 1,000 (request -> answer, over HTTP), with the S3
    LISTs it made (0: the load uses the index); and a cache hit's cost against a model loaded without
    caching, timed in-process around `get_model` (the host is too noisy to see a few % over HTTP);
-3. a Zipf-distributed stream (s = 1.1) over 1,000 models with cache_size 50: hit ratio, p50 / p99, evictions/s.
+3. a Zipf-distributed stream (s = 1.1) over 1,000 models with cache_size 50: hit ratio, p50 / p99, evictions/s;
+4. (with the tensorflow extra: `.venv-tf/bin/python -m bench.cache --only tf`) cold predicts on the TF
+   Serving stand-in: one alone, then several at once: wall time and config reloads sent.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=1_000, help="models for tables 2 and 3 (default 1,000)")
     parser.add_argument("--cold-loads", type=int, default=60, help="cold loads timed in table 2 (default 60)")
     parser.add_argument("--stream", type=int, default=3_000, help="requests of the Zipf stream (default 3,000)")
-    parser.add_argument("--only", choices=["startup", "cold", "zipf"], action="append", help="run only these")
+    parser.add_argument("--only", choices=["startup", "cold", "zipf", "tf"], action="append", help="run only these")
+    parser.add_argument("--tf-models", type=int, default=6, help="concurrent cold predicts in table 4 (default 6)")
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
@@ -57,6 +60,8 @@ def main() -> None:
                     hit_cost()
                 if "zipf" in tables:
                     bench.zipf(bucket, args.models, args.stream)
+            if "tf" in tables:
+                bench.tensorflow(args.tf_models, Path(tmp))
         finally:
             bench.serve.stop_all()
 
@@ -97,13 +102,17 @@ class CacheBench:
             rss = peak_rss(server)
             known = len(server.models())
             loads = metric(server, "reloader_cold_load_seconds_count", phase="load")
+            listing = metric(server, "reloader_s3_request_seconds_sum", operation="ListObjectsV2")
             server.stop()
-            rows.append((size, ready, rss, known, loads))
+            rows.append((size, ready, rss, known, loads, listing))
         print(f"\n## 1. Start-up: `dir` of {count:,} models, cache_size 100, disk_cache_size 200\n")
-        print("| models | start -> /readyz | peak RSS | models in /models at ready | loaded at ready |")
-        print("|---|---|---|---|---|")
-        for size, ready, rss, known, loads in rows:
-            print(f"| {size:,} | {ready:.1f} s | {rss / 2**20:.0f} MiB | {known:,} | {loads:.0f} |")
+        print(
+            "| models | start -> /readyz | of which S3 LIST time | peak RSS | models in /models at ready "
+            "| loaded at ready |"
+        )
+        print("|---|---|---|---|---|---|")
+        for size, ready, rss, known, loads, listing in rows:
+            print(f"| {size:,} | {ready:.1f} s | {listing:.1f} s | {rss / 2**20:.0f} MiB | {known:,} | {loads:.0f} |")
 
     # -- 2. cold loads -----------------------------------------------------------------------
     def cold(self, bucket: str, count: int, loads: int) -> None:
@@ -161,6 +170,48 @@ class CacheBench:
             f"| {distinct} | {hits / (hits + misses):.1%} | {ms(pct(samples, 50))} | {ms(pct(samples, 99))} "
             f"| {evictions / elapsed:.1f} | {requests / elapsed:.0f} |"
         )
+
+    # -- 4. TensorFlow: concurrent cold predicts -----------------------------------------------
+    def tensorflow(self, count: int, tmp: Path) -> None:
+        from tests.tfserving.process import TFServingProcess
+        from tests.tfserving.savedmodels import INPUT, SavedModels
+
+        bucket = f"bench-{uuid.uuid4().hex[:10]}"
+        self.s3.create_bucket(Bucket=bucket)
+        saved = SavedModels(self.s3, bucket, tmp)
+        for index in range(count + 1):
+            saved.put(f"zoo/t{index}", 1, scale=float(index + 1))
+        tfserving = TFServingProcess(tmp, load_delay=0.5)
+        tfserving.start()
+        try:
+            models = {"dir": f"s3://{bucket}/zoo", "cache_size": count + 1, "disk_cache_size": count + 1}
+            api = api_spec(models, name="bench-tf", reloading={"interval": 3600}, threads_per_process=count + 2)
+            api["handler"].update(
+                type="tensorflow", path=str(Path(__file__).parent.parent / "tests/handlers/tf_scaler.py")
+            )
+            api["handler"]["models"] = api["handler"].pop("multi_model_reloading")
+            env = {**tfserving.env, "RELOADER_MODEL_DIR": str(tmp / "tf-models")}
+            server = self.serve.start(self.serve.spec(api, name=f"{bucket}.yaml"), env=env, ready_timeout=300)
+
+            def predict(index: int) -> None:
+                response = server.http.post("/", json={"x": INPUT}, params={"model": f"t{index}"})
+                assert response.status_code == 200, response.text
+
+            rows = []
+            for batch in ([0], list(range(1, count + 1))):
+                configs = len(tfserving.configs())
+                started = time.perf_counter()
+                with ThreadPoolExecutor(len(batch)) as pool:
+                    list(pool.map(predict, batch))
+                rows.append((len(batch), time.perf_counter() - started, len(tfserving.configs()) - configs))
+            server.stop()
+        finally:
+            tfserving.stop()
+        print("\n## 4. TensorFlow handler: cold predicts on the TF Serving stand-in (each load takes 0.5 s there)\n")
+        print("| cold predicts at once | wall time until all answered | config reloads sent |")
+        print("|---|---|---|")
+        for at_once, seconds, sent in rows:
+            print(f"| {at_once} | {ms(seconds)} | {sent} |")
 
 
 def hit_cost(calls: int = 200_000) -> None:
