@@ -4,12 +4,15 @@ LocalStack, checked through HTTP (the test handler counts its live objects and i
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support import Models, Server, api_spec, metric, prediction, wait_until
 
@@ -191,3 +194,37 @@ def test_cortex_pattern_one_model_three_versions_in_a_cache_of_one(serve, s3_cli
             assert stats(server)["alive"] <= 1
     assert prediction(server, model="iris") == 3.0
     assert server.version("iris")["latest"] == 3
+
+
+@pytest.mark.parametrize(
+    ("sizes", "field", "found"),
+    [
+        pytest.param({"cache_size": 3}, "multi_model_reloading.disk_cache_size", "found cache_size: 3", id="alone"),
+        pytest.param({"disk_cache_size": 6}, "multi_model_reloading.disk_cache_size", "disk_cache_size: 6", id="disk"),
+        pytest.param(
+            {"cache_size": 7, "disk_cache_size": 6},
+            "multi_model_reloading.disk_cache_size",
+            "6 < cache_size: 7",
+            id="gt",
+        ),
+        pytest.param({"cache_size": 0, "disk_cache_size": 6}, "multi_model_reloading.cache_size", "found 0", id="zero"),
+        pytest.param(
+            {"cache_size": "3", "disk_cache_size": 6}, "multi_model_reloading.cache_size", "found '3'", id="not-an-int"
+        ),
+    ],
+)
+def test_a_bad_cache_spec_exits_2_naming_the_field(tmp_path, sizes, field, found):
+    # GIVEN a spec breaking one of the cache rules
+    spec = tmp_path / "cortex.yaml"
+    spec.write_text(yaml.safe_dump([api_spec({"dir": "s3://bucket/models", **sizes})]))
+    # WHEN it is served THEN `reloader serve` exits with status 2, naming the field and the values found
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "reloader"), "serve", str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert field in result.stderr and found in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
