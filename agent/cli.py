@@ -77,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="serve an API spec: load every model, keep it equal to S3, answer HTTP",
+        help="serve an API spec: keep its models equal to S3 (every version loaded, or with cache_size an LRU "
+        "loaded on request), answer HTTP",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve one API of a Cortex 0.35 API spec. Exits with status 2 on an invalid spec.",
         epilog="Reloader settings (the spec's `reloading:` block; the environment variable wins):\n" + settings,
