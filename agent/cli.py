@@ -283,6 +283,12 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
             f"handler.type: `reloader agent` keeps a TF Serving equal to S3 and needs type tensorflow, "
             f"found {spec.api.handler.type!r}; serve a python handler with `reloader serve`"
         )
+    if not with_handler and spec.cache is not None:
+        raise SpecError(
+            f"handler.models.cache_size: `reloader agent` answers no predictions, so with caching (found "
+            f"cache_size: {spec.cache.memory}) nothing would ever be loaded; run `reloader serve` for caching, "
+            "or remove cache_size and disk_cache_size"
+        )
     logs.configure(spec.api.handler.log_level)
     not_applicable = spec.not_applicable_fields()
     if not_applicable:

@@ -228,3 +228,22 @@ def test_a_bad_cache_spec_exits_2_naming_the_field(tmp_path, sizes, field, found
     assert result.returncode == 2, result.stderr
     assert field in result.stderr and found in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_agent_alone_refuses_caching(tmp_path):
+    # GIVEN a TensorFlow spec with caching, for `reloader agent` (which answers no predictions)
+    spec = tmp_path / "cortex.yaml"
+    api = api_spec({"dir": "s3://bucket/models", "cache_size": 2, "disk_cache_size": 2})
+    api["handler"]["type"] = "tensorflow"
+    api["handler"]["models"] = api["handler"].pop("multi_model_reloading")
+    spec.write_text(yaml.safe_dump([api]))
+    # WHEN it is run THEN it exits 2: nothing would ever load
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "reloader"), "agent", str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "handler.models.cache_size" in result.stderr and "reloader serve" in result.stderr
