@@ -26,8 +26,8 @@ class Index:
         self._states: dict[str, ModelState] = {}
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
-        # With caching: the versions of a model whose folder is on disk (LruCache.on_disk); None without.
-        self.on_disk: Callable[[str], set[int]] | None = None
+        # With caching: per model, the versions whose folder is on disk (LruCache.on_disk); None without.
+        self.on_disk: Callable[[], dict[str, set[int]]] | None = None
 
     def get(self, model: str) -> ModelState:
         return self._states.get(model, NOTHING)
@@ -59,9 +59,10 @@ class Index:
     def snapshot(self, model: str | None = None) -> dict[str, Any]:
         """`/models`: every model (or the one named), derived from its value and what serves."""
         names = [model] if model is not None else self.models()
+        folders = self.on_disk() if self.on_disk is not None else None
         result = {}
         for name in names:
-            on_disk = self.on_disk(name) if self.on_disk is not None else None
+            on_disk = folders.get(name, set()) if folders is not None else None
             status = model_status(self.get(name), self._registry.loaded(name), self._settle, on_disk)
             if status is not None:
                 result[name] = status

@@ -128,6 +128,7 @@ class LruCache:
         self._folder_used: dict[Path, int] = {}
         self._loading: dict[Entry, int] = {}  # entries being loaded (a count: a reload and a cold load may overlap)
         self._retiring: dict[Path, tuple[_Folder, Cancellable | None]] = {}  # evicted, removal pending
+        self._ever_cached: set[str] = set()  # models that had a folder or an entry (only they can go stale)
         self._in_memory_gauge = metrics.cache_entries.labels("memory")
         self._on_disk_gauge = metrics.cache_entries.labels("disk")
         self._retiring_gauge = metrics.cache_entries.labels("retiring")
@@ -170,6 +171,7 @@ class LruCache:
 
     def installed(self, model: str, version: int, fingerprint: str, folder: Path) -> None:
         with self._lock:
+            self._ever_cached.add(model)
             self._folders[folder] = _Folder(model, version, fingerprint)
             self._folder_used[folder] = next(self._clock)
             in_memory = {path for path, f in self._folders.items() if (f.model, f.version) in self._resident_keys()}
@@ -187,6 +189,7 @@ class LruCache:
         key = (model, served.version)
         evicted: list[tuple[str, Served]] = []
         with self._lock:
+            self._ever_cached.add(model)
             replaced = self._registry.swap_in(model, served)
             self._used.setdefault(key, next(self._clock))
             if replaced is None:  # a new entry: make room (an in-place update takes the place it had)
@@ -208,6 +211,8 @@ class LruCache:
         self._retire(folder, known)
 
     def observed(self, model: str, state: ModelState) -> None:
+        if model not in self._ever_cached:  # most models of a large `dir`: nothing of theirs to forget
+            return
         fingerprints = state.fingerprints()
         with self._lock:
             stale = [
@@ -230,9 +235,13 @@ class LruCache:
             self._retire(path, folder)
 
     # -- views (any thread) ------------------------------------------------------------------
-    def on_disk(self, model: str) -> set[int]:
+    def on_disk(self) -> dict[str, set[int]]:
+        """Per model, the versions whose folder is on disk (one pass, for all of `/models`)."""
+        found: dict[str, set[int]] = {}
         with self._lock:
-            return {f.version for f in self._folders.values() if f.model == model}
+            for folder in self._folders.values():
+                found.setdefault(folder.model, set()).add(folder.version)
+        return found
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -47,7 +47,7 @@ def test_an_insertion_evicts_the_least_recently_used_entry_at_once(tmp_path):
     swapped = cache.swap_in("c", served("c", installed(store, cache, "c")))
     assert [model for model, _ in swapped.evicted] == ["b"]
     assert registry.models() == ["a", "c"]
-    assert cache.on_disk("b") == {1}
+    assert cache.on_disk()["b"] == {1}
 
 
 def test_an_entry_being_loaded_is_never_evicted(tmp_path):
