@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench bench-cache venv localstack-install clean
+.PHONY: demo test lint bench bench-cache venv localstack-install prometheus-install clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -28,6 +28,15 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Debian's prometheus package (promtool and the server) for the monitoring tests; they skip, saying why,
+# where it cannot be installed (not root, not Debian). Its packaged daemon is never used by the tests.
+prometheus-install:
+	@if command -v promtool >/dev/null && command -v prometheus >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+		|| echo "prometheus-install: apt-get failed; the monitoring tests will skip"; \
+	else echo "prometheus-install: not root on Debian; the monitoring tests that need promtool/prometheus will skip"; fi
+
 demo: venv localstack-install
 	scripts/demo.sh
 
@@ -36,9 +45,9 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint localstack-install node_modules/.installed $(VENV_TF)/.installed
+test: lint localstack-install prometheus-install node_modules/.installed $(VENV_TF)/.installed
 	$(BIN)/pytest
-	$(VENV_TF)/bin/pytest
+	$(VENV_TF)/bin/pytest --ignore=tests/deploy  # the deployment kit's tests need no TensorFlow: once, above
 
 clean:
 	rm -rf $(VENV) $(VENV_TF) .localstack .mypy_cache .ruff_cache .pytest_cache node_modules cdk.out

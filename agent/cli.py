@@ -7,8 +7,12 @@ are constructed and wired together.
 from __future__ import annotations
 
 import argparse
+import http.client
+import importlib.util
 import json
 import logging
+import math
+import os
 import shutil
 import socket
 import sys
@@ -17,23 +21,26 @@ import threading
 import time
 import traceback
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import logs
 from agent.api.handler import call_with_declared, check_handler, import_handler_class
 from agent.api.http import create_app
+from agent.api.shutdown import GracefulServer, Shutdown
 from agent.boundaries import aws
 from agent.boundaries.s3 import S3
 from agent.boundaries.sns import Topic
 from agent.boundaries.sources import ModelObjects
+from agent.boundaries.spec_file import load_spec
 from agent.boundaries.sqs import Queue, QueueAdmin
 from agent.domain.errors import ReloaderError, SpecError
 from agent.domain.locations import S3Location, parse_location
 from agent.domain.settings import ReloadingSettings, describe_settings
-from agent.domain.spec import LoadedSpec, load_spec
+from agent.domain.spec import LoadedSpec
 from agent.engine.agent import Agent, EventSource
 from agent.engine.consumer import QueueConsumer
 from agent.engine.event_sources import QueueEvents, TopicEvents
@@ -42,6 +49,9 @@ from agent.engine.replica_queue import ReplicaQueue
 from agent.engine.scheduler import Scheduler
 from agent.metrics import Metrics
 from agent.runtimes import build_runtime
+
+if TYPE_CHECKING:
+    from agent.api.protos import CompiledProto
 
 log = logging.getLogger("reloader")
 
@@ -78,12 +88,20 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="serve an API spec: keep its models equal to S3 (every version loaded, or with cache_size an LRU "
-        "loaded on request), answer HTTP",
+        "loaded on request), answer HTTP (or gRPC)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Serve one API of a Cortex 0.35 API spec. Exits with status 2 on an invalid spec.",
+        description="Serve one API of a Cortex 0.35 API spec. Exits with status 2 on an invalid spec. "
+        "With handler.protobuf_path it is a gRPC API: --port serves the .proto's service (with the gRPC health "
+        "and reflection services), --http-port the HTTP endpoints.",
         epilog="Reloader settings (the spec's `reloading:` block; the environment variable wins):\n" + settings,
     )
     _service_arguments(serve)
+    serve.add_argument(
+        "--http-port",
+        type=int,
+        help="with handler.protobuf_path (--port serves gRPC): the port of /healthz, /readyz, /models and "
+        "/metrics (default: reloading.http_port, else --port + 1)",
+    )
     serve.set_defaults(run=serve_command)
 
     agent = commands.add_parser(
@@ -98,7 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     agent.set_defaults(run=agent_command)
 
     status = commands.add_parser("status", help="print the models of a running API")
-    status.add_argument("--url", default="http://127.0.0.1:8888", help="the API's base URL")
+    status.add_argument(
+        "--url",
+        default="http://127.0.0.1:8888",
+        help="the API's base URL (a gRPC API's port will do: it names its HTTP port)",
+    )
     status.set_defaults(run=status_command)
 
     push = commands.add_parser(
@@ -166,10 +188,19 @@ class Service:
             inferentia=api.compute.inf > 0,
         )
         self.handler: Any = None
+        self.proto = compile_grpc_api(spec) if with_handler else None  # handler.protobuf_path: a gRPC API
+        self.grpc_server: Any = None  # started by _run, stopped first
         if with_handler:
             handler_class = import_handler_class(spec.handler_path, spec.python_path, api.handler.env)
-            check_handler(handler_class, needs_load_model=models is not None and self.runtime.needs_load_model)
-            arguments = {"config": dict(api.handler.config), **self.runtime.clients}
+            check_handler(
+                handler_class,
+                needs_load_model=models is not None and self.runtime.needs_load_model,
+                http=self.proto is None,
+            )
+            if self.proto is not None:
+                self.proto.check(handler_class, spec.handler_path)
+            proto_module = self.proto.handler_arguments() if self.proto else {}
+            arguments = {"config": dict(api.handler.config), **self.runtime.clients, **proto_module}
             self.handler = _construct_handler(spec, handler_class, arguments)
             self.runtime.attach(self.handler)
         self.agent: Agent | None = None
@@ -193,7 +224,11 @@ class Service:
             )
             self.runtime.serve_through(self.agent.lookup)
             self.agent.event_sources += event_sources(api.name, settings, self.agent)
-        self.app = create_app(self.handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop)
+        http_handler = None if self.proto else self.handler  # a gRPC API's HTTP port has no `/`
+        self.shutdown = Shutdown(api.reloading.shutdown_drain, api.reloading.shutdown_timeout)
+        self.app = create_app(
+            http_handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop, shutdown=self.shutdown
+        )
 
     def start(self) -> None:
         self.runtime.start()
@@ -201,6 +236,8 @@ class Service:
             self.agent.start()
 
     def stop(self) -> None:
+        if self.grpc_server is not None:
+            self.grpc_server.stop()  # in-flight RPCs finish before what they call stops
         self.runtime.stop()
         if self.agent is not None:
             self.agent.stop()
@@ -294,30 +331,128 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
     if not_applicable:
         log.warning("accepted but not applicable on a single replica, ignored: %s", ", ".join(not_applicable))
     service = Service(spec, with_handler=with_handler)
+    http_port = args.port
+    if service.proto is not None:
+        http_port = start_grpc_server(service, args)
     # Bound before uvicorn runs: connections wait in the backlog meanwhile, so the agent starts at
     # once, beside the server, and /healthz never waits for a large initial load.
-    listening = socket.create_server((args.host, args.port), reuse_port=False, backlog=2048)
-    server = uvicorn.Server(uvicorn.Config(service.app, log_level="warning"))
+    listening = socket.create_server((args.host, http_port), reuse_port=False, backlog=2048)
+    config = uvicorn.Config(
+        service.app,
+        log_level="warning",
+        timeout_graceful_shutdown=math.ceil(service.shutdown.timeout),  # requests in flight, within the deadline
+    )
+    server = GracefulServer(config, service.shutdown)
     threading.Thread(target=service.start, name="agent-start", daemon=True).start()
     what = "serving API" if with_handler else "agent of API"
-    log.info("%s %r on http://%s:%d", what, spec.api.name, args.host, args.port)
-    server.run(sockets=[listening])
+    if service.proto is not None:
+        what = "HTTP endpoints (/healthz, /readyz, /models, /metrics) of API"
+    log.info("%s %r on http://%s:%d", what, spec.api.name, args.host, http_port)
+    try:
+        server.run(sockets=[listening])
+    finally:
+        if service.shutdown.abandoned:  # threads still downloading would hold the interpreter's exit
+            logging.shutdown()
+            os._exit(0)
     return 0
+
+
+# -- handler.protobuf_path: a gRPC API -------------------------------------------------------
+
+GRPC_EXTRA = "pip install 'model-reloader[grpc]'"
+
+
+def compile_grpc_api(spec: LoadedSpec) -> CompiledProto | None:
+    """The compiled proto of a gRPC API, None for an HTTP API; grpcio is imported for a gRPC API only."""
+    path = spec.protobuf_path
+    if path is None:
+        return None
+    missing = [name for name in ("grpc", "grpc_tools", "grpc_health", "grpc_reflection") if not _importable(name)]
+    if missing:
+        raise SpecError(
+            f"handler.protobuf_path: a gRPC API needs the grpc extra, and {', '.join(missing)} "
+            f"cannot be imported: {GRPC_EXTRA}"
+        )
+    from agent.api.protos import compile_proto
+
+    return compile_proto(path)
+
+
+def start_grpc_server(service: Service, args: argparse.Namespace) -> int:
+    """Serve the proto's service on --port; returns the port left for the HTTP endpoints."""
+    from agent.api.grpc_server import GrpcServer
+
+    assert service.proto is not None
+    settings = service.spec.api.reloading
+    http_port = getattr(args, "http_port", None) or settings.http_port or args.port + 1
+    if http_port == args.port:
+        raise SpecError(
+            f"--http-port / reloading.http_port: expected a port other than the gRPC port {args.port}, "
+            f"found {http_port}"
+        )
+    grpc_server = GrpcServer(
+        service.proto,
+        service.handler,
+        service.agent,
+        service.spec.api.handler.threads_per_process,
+        settings.grpc_max_message_size,
+        http_port,
+    )
+    grpc_server.start(args.host, args.port)
+    service.grpc_server = grpc_server
+    log.info("serving gRPC service %s of %s on %s:%d", service.proto.service, service.proto.path, args.host, args.port)
+    return int(http_port)
+
+
+def _importable(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
 
 
 # -- status ----------------------------------------------------------------------------------
 
 
 def status_command(args: argparse.Namespace) -> int:
-    url = args.url.rstrip("/") + "/models"
+    base = args.url.rstrip("/")
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            models = json.load(response)
-    except (urllib.error.URLError, OSError) as error:
-        print(f"reloader: cannot read {url}: {error}", file=sys.stderr)
+        try:
+            models = _read_models(base)
+        except http.client.BadStatusLine as error:
+            if not _is_http2(str(error.args[0]) if error.args else ""):
+                raise
+            base = _http_url_of_grpc_api(base)
+            models = _read_models(base)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        print(f"reloader: cannot read {base}/models: {error}", file=sys.stderr)
         return 1
     print(format_status(models))
     return 0
+
+
+def _read_models(base: str) -> dict[str, Any]:
+    with urllib.request.urlopen(base + "/models", timeout=10) as response:
+        return dict(json.load(response))
+
+
+def _is_http2(line: str) -> bool:
+    """An HTTP/2 server (a gRPC API's port) opens with a SETTINGS frame (type 4) where HTTP/1 has a status line."""
+    return len(line) >= 4 and line[3] == "\x04"
+
+
+def _http_url_of_grpc_api(base: str) -> str:
+    """The HTTP endpoints of the gRPC API at `base`: it names their port in its health service's answers."""
+    url = urllib.parse.urlsplit(base)
+    hint = (
+        f"{base} serves gRPC (an API with handler.protobuf_path); its HTTP endpoints are on its --http-port "
+        f"(default: its port + 1): reloader status --url {url.scheme}://{url.hostname}:<http port>"
+    )
+    if not _importable("grpc"):
+        raise ReloaderError(f"{hint}; or install the grpc extra ({GRPC_EXTRA}) to have it found")
+    from agent.api.grpc_server import advertised_http_port
+
+    port = advertised_http_port(f"{url.hostname}:{url.port or 80}")
+    if port is None:
+        raise ReloaderError(hint)
+    return f"{url.scheme}://{url.hostname}:{port}"
 
 
 def format_status(models: dict[str, Any]) -> str:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
 
 RELOAD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -108,6 +110,10 @@ class Metrics:
             registry=r,
         )
 
+    def track_replica_state(self, read: Callable[[], tuple[Mapping[str, Any], bool]]) -> None:
+        """Expose the gauges computed at each scrape from `read()`: (the `/models` snapshot, ready or not)."""
+        self.registry.register(ReplicaStateCollector(read))
+
     def s3_call(self, operation: str, seconds: float) -> None:
         self.s3_requests.labels(operation).inc()
         self.s3_request_seconds.labels(operation).observe(seconds)
@@ -153,3 +159,41 @@ class _Counted:
         for value, counter in self._counters.items():
             family.add_metric([value], counter.value)
         yield family
+
+
+VERSION_STATES = ("loading", "ready", "failed", "waiting")
+
+
+def versions_by_state(snapshot: Mapping[str, Any]) -> dict[tuple[str, str], int]:
+    """(model, state) -> how many of the model's versions are in that state, every state of every model
+    listed (zeros included, so a rule sees 0 rather than no series). `snapshot` is the `/models` view."""
+    counts = {}
+    for model, status in snapshot.items():
+        states = [version["state"] for version in status.get("versions", {}).values()]
+        if states and not any(state in VERSION_STATES for state in states):
+            continue  # with caching: only in S3 or on disk ("available"); 10,000 such models, no series
+        for state in VERSION_STATES:
+            counts[(model, state)] = states.count(state)
+    return counts
+
+
+class ReplicaStateCollector(Collector):
+    """`reloader_versions{model,state}` and `reloader_ready`, derived at scrape time from the one owner
+    of that state (the registry, and readiness), so they can never disagree with `/models` and `/readyz`."""
+
+    def __init__(self, read: Callable[[], tuple[Mapping[str, Any], bool]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot, ready = self._read()
+        versions = GaugeMetricFamily(
+            "reloader_versions",
+            "Versions per model and state (loading, ready, failed, waiting), as /models shows them.",
+            labels=["model", "state"],
+        )
+        for (model, state), count in sorted(versions_by_state(snapshot).items()):
+            versions.add_metric([model, state], count)
+        yield versions
+        yield GaugeMetricFamily(
+            "reloader_ready", "1 when /readyz answers 200 (initial load done, not shutting down), else 0.", int(ready)
+        )

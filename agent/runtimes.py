@@ -110,12 +110,7 @@ class TFServingRuntime:
         self._client.lookup = lookup
 
     def _connect(self, settings: ReloadingSettings) -> tuple[TFServingAPI, Any]:
-        missing = [name for name in ("grpc", "tensorflow", "tensorflow_serving") if not importlib.util.find_spec(name)]
-        if missing:
-            raise SpecError(
-                f"handler.type: tensorflow needs the tensorflow extra, and {', '.join(missing)} "
-                f"cannot be imported: {TENSORFLOW_EXTRA}"
-            )
+        _require_tensorflow_extra()
         from agent.boundaries.tfserving import TFServing, connect  # TensorFlow is imported here only
 
         self._channel = connect(settings.tfserving_address)
@@ -142,6 +137,15 @@ class TFServingRuntime:
 Runtime = PythonRuntime | TFServingRuntime
 
 
+def _require_tensorflow_extra() -> None:
+    missing = [name for name in ("grpc", "tensorflow", "tensorflow_serving") if not importlib.util.find_spec(name)]
+    if missing:
+        raise SpecError(
+            f"handler.type: tensorflow needs the tensorflow extra, and {', '.join(missing)} "
+            f"cannot be imported: {TENSORFLOW_EXTRA}"
+        )
+
+
 def build_runtime(
     handler_type: str,
     registry: Registry,
@@ -158,6 +162,8 @@ def build_runtime(
     `inferentia`: the API declares `compute.inf` (its SavedModels may be only their graph)."""
     if handler_type != "tensorflow":
         return PythonRuntime(registry, settings, model_dir, scheduler)
+    if tfserving is None:
+        _require_tensorflow_extra()
     if sidecar and settings.model_dir is None:
         raise SpecError(
             "reloading.model_dir (RELOADER_MODEL_DIR): `reloader agent` writes the versions where TF Serving "

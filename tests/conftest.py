@@ -13,9 +13,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.support import LOCALSTACK_SCRIPT, PrivateLocalStack, ServeFactory, free_port, localstack_answers
+from tests.support import LOCALSTACK_SCRIPT, REGION, PrivateLocalStack, ServeFactory, free_port, localstack_answers
 
-REGION = "us-east-1"
 # LocalStack accepts any credentials: these are used when the environment names none.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
@@ -71,9 +70,6 @@ def serve(aws_endpoint: str, tmp_path: Path) -> Iterator[ServeFactory]:
     factory = ServeFactory(tmp_path, aws_endpoint)
     yield factory
     factory.stop_all()
-
-
-__all__ = ["free_port"]
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +19,15 @@ from typing import Any, TypeVar
 import httpx
 import yaml
 
+from infra.cdk.constants import S3_EVENTS
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCALSTACK_SCRIPT = ROOT / "scripts" / "localstack.sh"
 EXAMPLES = ROOT / "examples"
+EVENTS = ROOT / "tests" / "events"
+# The `reloader` console script of this virtualenv, as a user runs it (pip installs it next to the interpreter).
+RELOADER = Path(sys.executable).with_name("reloader")
+REGION = "us-east-1"
 
 T = TypeVar("T")
 
@@ -37,6 +44,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def reloader() -> str:
+    """The path of the installed `reloader` command; fails, saying how to install it, where it is missing."""
+    if not RELOADER.is_file():
+        raise AssertionError(f"expected the `reloader` console script at {RELOADER}, found none: pip install -e .")
+    return str(RELOADER)
 
 
 def wait_until(condition: Callable[[], T], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> T:
@@ -57,10 +71,13 @@ def wait_until(condition: Callable[[], T], timeout: float = 20.0, interval: floa
 class Server:
     """A running `reloader serve` process."""
 
-    def __init__(self, process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], url: str, log_path: Path, grpc_address: str | None = None
+    ) -> None:
         self.process = process
-        self.url = url
+        self.url = url  # the HTTP endpoints
         self.log_path = log_path
+        self.grpc_address = grpc_address  # host:port of a gRPC API (handler.protobuf_path)
         self.http = httpx.Client(base_url=url, timeout=30)
 
     def post(self, payload: Any, **params: Any) -> httpx.Response:
@@ -113,7 +130,7 @@ class ServeFactory:
     ) -> subprocess.CompletedProcess[str]:
         """Run a `reloader` command to completion."""
         return subprocess.run(
-            [sys.executable, "-m", "agent.cli", *args],
+            [reloader(), *args],
             check=False,
             capture_output=True,
             text=True,
@@ -129,11 +146,17 @@ class ServeFactory:
         api: str | None = None,
         ready_timeout: float = 60,
         command_name: str = "serve",
+        grpc: bool = False,
     ) -> Server:
-        """Run `reloader serve` (or `command_name`, e.g. "agent") and wait until it is ready."""
+        """Run `reloader serve` (or `command_name`, e.g. "agent") and wait until it is ready.
+
+        `grpc`: a gRPC API; its HTTP endpoints get a port of their own (`--http-port`)."""
         port = free_port()
+        http_port = free_port() if grpc else port
         log_path = self.tmp_path / f"{command_name}-{port}.log"
-        command = [sys.executable, "-m", "agent.cli", command_name, str(spec), "--port", str(port)]
+        command = [reloader(), command_name, str(spec), "--port", str(port)]
+        if grpc:
+            command += ["--http-port", str(http_port)]
         if api:
             command += ["--api", api]
         process = subprocess.Popen(
@@ -142,7 +165,7 @@ class ServeFactory:
             stderr=subprocess.STDOUT,
             env={**os.environ, "AWS_ENDPOINT_URL": self.endpoint, **(env or {})},
         )
-        server = Server(process, f"http://127.0.0.1:{port}", log_path)
+        server = Server(process, f"http://127.0.0.1:{http_port}", log_path, f"127.0.0.1:{port}" if grpc else None)
         self.servers.append(server)
 
         def ready() -> bool:
@@ -200,26 +223,24 @@ class Models:
                 self.s3.delete_object(Bucket=self.bucket, Key=item["Key"])
 
 
+def event_fixture(name: str) -> str:
+    """The text of tests/events/`name`: a message body or Lambda event as AWS delivers it."""
+    return (EVENTS / name).read_text()
+
+
 def s3_event_body(key: str, bucket: str, name: str = "ObjectCreated:Put") -> str:
-    """An SQS message body as S3 writes it: one event notification record for `key`."""
-    owner = {"principalId": "x"}
-    record = {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": "us-east-1",
-        "eventTime": "2026-01-01T00:00:00.000Z",
-        "eventName": name,
-        "userIdentity": owner,
-        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {"x-amz-request-id": "1", "x-amz-id-2": "2"},
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "configurationId": "c",
-            "bucket": {"name": bucket, "ownerIdentity": owner, "arn": f"arn:aws:s3:::{bucket}"},
-            "object": {"key": key, "size": 1, "eTag": "e", "sequencer": "1"},
-        },
-    }
-    return json.dumps({"Records": [record]})
+    """An SQS message body as S3 writes it (tests/events/s3_object_created.json): one event `name` for `key`."""
+    body = json.loads(event_fixture("s3_object_created.json"))
+    (record,) = body["Records"]
+    record["eventName"] = name
+    record["s3"]["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
+    record["s3"]["object"]["key"] = urllib.parse.quote(key, safe="/")  # URL-encoded, as S3 sends keys
+    return json.dumps(body)
+
+
+def s3_test_event_body(bucket: str) -> str:
+    """The s3:TestEvent S3 sends to a queue when its notifications are configured (tests/events/s3_test_event.json)."""
+    return json.dumps({**json.loads(event_fixture("s3_test_event.json")), "Bucket": bucket})
 
 
 def api_spec(
@@ -243,9 +264,6 @@ def api_spec(
     }
 
 
-S3_EVENTS = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
-
-
 def notify_queue(s3_client: Any, sqs_client: Any, bucket: str, prefix: str = "") -> str:
     """A queue (with a dead-letter queue) that receives the bucket's S3 notifications; returns its URL."""
     import json
@@ -257,7 +275,7 @@ def notify_queue(s3_client: Any, sqs_client: Any, bucket: str, prefix: str = "")
     redrive = json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": 3})
     url = sqs_client.create_queue(QueueName=name, Attributes={"RedrivePolicy": redrive})["QueueUrl"]
     arn = sqs_client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    rule = {"QueueArn": arn, "Events": S3_EVENTS}
+    rule = {"QueueArn": arn, "Events": list(S3_EVENTS)}
     if prefix:
         rule["Filter"] = {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}}
     s3_client.put_bucket_notification_configuration(
@@ -270,7 +288,7 @@ def notify_topic(s3_client: Any, sns_client: Any, bucket: str) -> str:
     """An SNS topic that receives the bucket's S3 notifications; returns its ARN."""
     arn = sns_client.create_topic(Name=f"models-{bucket}")["TopicArn"]
     s3_client.put_bucket_notification_configuration(
-        Bucket=bucket, NotificationConfiguration={"TopicConfigurations": [{"TopicArn": arn, "Events": S3_EVENTS}]}
+        Bucket=bucket, NotificationConfiguration={"TopicConfigurations": [{"TopicArn": arn, "Events": list(S3_EVENTS)}]}
     )
     return str(arn)
 
@@ -307,4 +325,4 @@ class PrivateLocalStack:
     def client(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1")
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=REGION)

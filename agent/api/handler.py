@@ -40,13 +40,14 @@ def import_handler_class(path: Path, python_path: Path, env: dict[str, str]) -> 
     return handler
 
 
-def check_handler(handler_class: type, needs_load_model: bool) -> None:
+def check_handler(handler_class: type, needs_load_model: bool, http: bool = True) -> None:
+    """`http` False: a gRPC API, whose methods are the RPCs' (checked against its proto instead)."""
     if needs_load_model and not callable(getattr(handler_class, "load_model", None)):
         raise SpecError(
             "handler: multi_model_reloading is set, so Handler must define load_model(self, model_path); "
             "found no load_model"
         )
-    if not any(callable(getattr(handler_class, f"handle_{m}", None)) for m in HTTP_METHODS):
+    if http and not any(callable(getattr(handler_class, f"handle_{m}", None)) for m in HTTP_METHODS):
         raise SpecError("handler: expected Handler to define at least one of handle_post, handle_get, ...")
 
 

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from agent.api.handler import HTTP_METHODS, call_with_declared
+from agent.api.shutdown import Shutdown
 from agent.domain.errors import ModelNotFoundError, ModelUnavailableError
 from agent.engine.agent import Agent
 
@@ -55,17 +56,30 @@ class HandlerEndpoint:
 
 
 def create_app(
-    handler: Any, agent: Agent | None, threads: int = 1, on_shutdown: Callable[[], None] | None = None
+    handler: Any,
+    agent: Agent | None,
+    threads: int = 1,
+    on_shutdown: Callable[[], None] | None = None,
+    shutdown: Shutdown | None = None,
 ) -> Starlette:
-    """The app for a handler (None: the agent alone, as a sidecar) and its agent (None: no models)."""
+    """The app for a handler (None: the agent alone, as a sidecar) and its agent (None: no models).
+
+    With `shutdown`, `/readyz` answers 503 from SIGTERM on and `on_shutdown` is bounded by its deadline."""
+
+    def unready_because() -> str | None:
+        return _unready_because(agent, shutdown)
+
+    if agent is not None:
+        agent.metrics.track_replica_state(lambda: (agent.index.snapshot(), unready_because() is None))
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
 
     async def readyz(_: Request) -> Response:
-        if agent is None or agent.ready:
+        reason = unready_because()
+        if reason is None:
             return PlainTextResponse("ready")
-        return PlainTextResponse("initial load in progress", 503)
+        return PlainTextResponse(reason, 503)
 
     async def models(request: Request) -> Response:
         # ?model=NAME: that model only (a `dir` may hold 10,000)
@@ -78,8 +92,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
-        if on_shutdown is not None:
-            await anyio.to_thread.run_sync(on_shutdown)
+        await _stop(on_shutdown, shutdown)
 
     routes = [
         Route("/healthz", healthz),
@@ -92,6 +105,24 @@ def create_app(
             Route("/", HandlerEndpoint(handler, threads).handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
         )
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _unready_because(agent: Agent | None, shutdown: Shutdown | None) -> str | None:
+    """Why `/readyz` answers 503 (and `reloader_ready` is 0), or None when ready."""
+    if shutdown is not None and shutdown.begun:
+        return "shutting down"
+    if agent is not None and not agent.ready:
+        return "initial load in progress"
+    return None
+
+
+async def _stop(on_shutdown: Callable[[], None] | None, shutdown: Shutdown | None) -> None:
+    if on_shutdown is None:
+        return
+    if shutdown is None:
+        await anyio.to_thread.run_sync(on_shutdown)
+    else:
+        await anyio.to_thread.run_sync(shutdown.stop_within, on_shutdown)
 
 
 async def _payload(request: Request) -> Any:

@@ -68,6 +68,35 @@ class ReloadingSettings(BaseSettings):
     heartbeat_interval: float = Field(
         300.0, gt=0, description="Seconds between refreshes of the queue's heartbeat tag (topic mode)."
     )
+    # -- gRPC APIs (handler.protobuf_path) ---------------------------------------------------
+    http_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="With handler.protobuf_path (the API's port serves gRPC): the port of /healthz, /readyz, "
+        "/models and /metrics. `serve --http-port` wins. Default: the API's port + 1.",
+    )
+    grpc_max_message_size: int = Field(
+        4 * 1024 * 1024,
+        ge=1,
+        le=2**31 - 1,
+        description="Largest gRPC message received or sent, in bytes (grpcio's default, 4 MiB; Cortex set no limit).",
+    )
+    shutdown_drain: float = Field(
+        0.0,
+        ge=0,
+        le=300,
+        description="Seconds the replica keeps serving after SIGTERM, /readyz answering 503, before it stops "
+        "accepting requests (0: stop at once; a Kubernetes preStop sleep does the same job).",
+    )
+    shutdown_timeout: float = Field(
+        20.0,
+        gt=0,
+        le=3600,
+        description="Seconds, after the drain, within which the process exits: requests in flight finish, the "
+        "agent stops (topic mode: deletes its queues); a download or load still running then is abandoned. "
+        "Keep terminationGracePeriodSeconds above preStop + shutdown_drain + shutdown_timeout.",
+    )
     # -- TensorFlow Serving (handler.type: tensorflow) --------------------------------------
     tfserving_address: str = Field(
         "127.0.0.1:9000",

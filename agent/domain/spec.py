@@ -31,7 +31,6 @@ NOT_APPLICABLE_HANDLER_FIELDS = (
     "shm_size",
     "dependencies",
     "server_side_batching",
-    "protobuf_path",
 )
 
 
@@ -137,13 +136,14 @@ class HandlerSpec(_Strict):
     threads_per_process: int = Field(1, ge=1, le=1024)
     multi_model_reloading: ModelsSpec | None = None
     models: ModelsSpec | None = None
+    # a gRPC API: this file's one service is served on the API's port (agent/api/grpc_server.py)
+    protobuf_path: str | None = None
     # accepted, not applicable here
     image: str | None = None
     tensorflow_serving_image: str | None = None
     shm_size: str | None = None
     dependencies: dict[str, Any] | None = None
     server_side_batching: dict[str, Any] | None = None
-    protobuf_path: str | None = None
 
     @field_validator("processes_per_replica")
     @classmethod
@@ -207,6 +207,11 @@ class LoadedSpec(BaseModel):
         return (self.spec_dir / self.api.handler.path).resolve()
 
     @property
+    def protobuf_path(self) -> Path | None:
+        path = self.api.handler.protobuf_path
+        return (self.spec_dir / path).resolve() if path else None
+
+    @property
     def python_path(self) -> Path:
         return (self.spec_dir / (self.api.handler.python_path or ".")).resolve()
 
@@ -225,12 +230,12 @@ class LoadedSpec(BaseModel):
         return models.cache if models is not None else None
 
 
-def load_spec(path: Path, api_name: str | None = None) -> LoadedSpec:
-    """Read and validate a spec file; raise SpecError naming the field on any problem."""
+def parse_spec(text: str, path: Path, api_name: str | None, spec_dir: Path) -> LoadedSpec:
+    """Validate a spec file's text (`path` names it in errors; relative paths are under the absolute
+    `spec_dir`); raise SpecError naming the field on any problem. Reading the file is the caller's
+    (agent.boundaries.spec_file.load_spec)."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise SpecError(f"cannot read the spec file {path}: {error.strerror}") from error
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise SpecError(f"{path}: expected YAML, found a syntax error: {error}") from error
     if isinstance(raw, dict):
@@ -243,7 +248,6 @@ def load_spec(path: Path, api_name: str | None = None) -> LoadedSpec:
     except ValidationError as error:
         name = raw[index].get("name", "?") if isinstance(raw[index], dict) else "?"
         raise SpecError(format_validation_error(error, f"{path}: api {name!r}")) from None
-    spec_dir = path.parent.resolve()
     return LoadedSpec(api=api, spec_dir=spec_dir, models=_model_set(api, spec_dir))
 
 

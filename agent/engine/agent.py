@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from agent.boundaries.sources import ModelObjects
@@ -126,6 +127,7 @@ class Agent:
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self._awaiting: set[tuple[str, int]] | None = None  # settling versions the initial load waits for
+        self._on_ready: list[Callable[[], None]] = []
         self.index.listen(self._published)
 
     @property
@@ -135,6 +137,14 @@ class Agent:
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
+
+    def when_ready(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` once the initial load is done (now, if it is)."""
+        with self._lock:
+            if not self._ready.is_set():
+                self._on_ready.append(callback)
+                return
+        callback()
 
     def start(self) -> None:
         self._lifecycle.before_first_scan()
@@ -183,6 +193,10 @@ class Agent:
     def _become_ready(self) -> None:
         with self._lock:
             self._awaiting = None
-        if not self._ready.is_set():
+            first = not self._ready.is_set()
             self._ready.set()
+            callbacks, self._on_ready = self._on_ready, []
+        if first:
             log.info("initial load done: %d model(s)", len(self.index.models()))
+        for callback in callbacks:
+            callback()

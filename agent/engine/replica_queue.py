@@ -18,6 +18,7 @@ from agent.domain import fleet
 from agent.domain.errors import ReloaderError
 from agent.engine.scheduler import Handle, Scheduler
 from agent.engine.state_log import StateLog
+from agent.logs import with_fields
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class ReplicaQueue:
         self._admin.set_attributes(self.url, {"Policy": subscription_policy(queue_arn, self._topic.arn)})
         self.subscription_arn = self._topic.subscribe_queue(queue_arn)
         self._admin.tag(self.url, {fleet.SUBSCRIPTION_TAG: self.subscription_arn})
-        log.info("created queue %s, subscribed to %s", self.name, self._topic.arn, extra={"queue": self.url})
+        with_fields(log, queue=self.url).info("created queue %s, subscribed to %s", self.name, self._topic.arn)
         return self.url
 
     def start_heartbeat(self) -> None:
@@ -81,7 +82,7 @@ class ReplicaQueue:
             for url in (self.url, self.dead_letter_url):
                 if url:
                     self._admin.delete(url)
-            log.info("deleted queue %s and its subscription", self.name, extra={"queue": self.url})
+            with_fields(log, queue=self.url).info("deleted queue %s and its subscription", self.name)
         except ReloaderError as error:
             log.warning("could not delete queue %s (the janitor will): %s", self.name, error)
 

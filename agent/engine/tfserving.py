@@ -47,6 +47,7 @@ from agent.domain.tfserving import (
 )
 from agent.engine.scheduler import Handle, Scheduler, Stopping
 from agent.engine.state_log import StateLog
+from agent.logs import model_logger
 from agent.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -133,12 +134,8 @@ class TFServingLoader:
             raise
         with self._lock:
             self._confirmed.setdefault(model, set()).add(internal)
-        log.info(
-            "TF Serving: %s AVAILABLE after %.3f s (signature %r)",
-            where,
-            self._clock() - started,
-            key,
-            extra={"model": model, "version": version},
+        model_logger(log, model, version).info(
+            "TF Serving: %s AVAILABLE after %.3f s (signature %r)", where, self._clock() - started, key
         )
         return Servable(model, version, internal, key, signatures[key])
 
@@ -148,11 +145,10 @@ class TFServingLoader:
         try:  # not for long: the folder stays until TF Serving reports it unloaded, whenever that is
             self._await(model, partial(_unloaded, internal), "unloaded", self._settings.tfserving_rpc_timeout)
         except ReloaderError as error:
-            log.warning(
+            model_logger(log, model, version).warning(
                 "TF Serving did not confirm that it unloaded version %s: %s; its folder stays until it does",
                 internal,
                 error,
-                extra={"model": model, "version": version},
             )
         else:
             with self._lock:
@@ -230,7 +226,7 @@ class TFServingLoader:
         try:
             self._send()
         except ReloadUnconfirmedError as error:
-            log.warning("%s; the version states will tell", error, extra={"model": model})
+            model_logger(log, model).warning("%s; the version states will tell", error)
         except ReloaderError:
             with self._lock:
                 self._forget(model, internal)

@@ -19,6 +19,7 @@ from typing import Generic, TypeVar
 
 from agent.domain.requests import Request, merge
 from agent.engine.scheduler import Scheduler
+from agent.logs import model_logger
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class ModelWorkers(Generic[Result]):
             try:
                 result = self._work(model, merge(pending.requests))
             except BaseException as error:  # the work reports its own errors; this is a bug
-                log.exception("reconcile of %s crashed", model, extra={"model": model})
+                model_logger(log, model).exception("reconcile of %s crashed", model)
                 for future in pending.futures:
                     future.set_exception(error)
             else:

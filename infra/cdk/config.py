@@ -99,6 +99,37 @@ class StackConfig(BaseModel):
         description="Also create a role with the replica policy, assumable by this service principal "
         "(e.g. `ec2.amazonaws.com`, `ecs-tasks.amazonaws.com`). Default: policy only.",
     )
+    eks_oidc_issuer: str | None = Field(
+        None,
+        alias="eksOidcIssuer",
+        pattern=r"^https://[A-Za-z0-9.-]+(/[A-Za-z0-9._-]+)*$",
+        description="EKS with IAM roles for service accounts (IRSA): the cluster's OIDC issuer URL (`aws eks "
+        "describe-cluster --query cluster.identity.oidc.issuer`), whose IAM OIDC provider exists in the "
+        "account. Creates a role with the replica policy that only the service account `eksServiceAccount` "
+        "in `eksNamespace` may assume.",
+    )
+    eks_pod_identity_cluster: str | None = Field(
+        None,
+        alias="eksPodIdentityCluster",
+        pattern=r"^[0-9A-Za-z][A-Za-z0-9_-]{0,99}$",
+        description="EKS Pod Identity: the cluster's name. Creates a role with the replica policy trusted by "
+        "`pods.eks.amazonaws.com` for that cluster, namespace and service account, and the Pod Identity "
+        "association binding it to them (the cluster needs the eks-pod-identity-agent add-on).",
+    )
+    eks_namespace: str = Field(
+        "model-reloader",
+        alias="eksNamespace",
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+        description="With eksOidcIssuer or eksPodIdentityCluster: the Kubernetes namespace of the replicas "
+        "(the manifests' `namespace`).",
+    )
+    eks_service_account: str = Field(
+        "reloader",
+        alias="eksServiceAccount",
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="With eksOidcIssuer or eksPodIdentityCluster: the replicas' service account (the "
+        "manifests' `reloader`).",
+    )
     functions: bool = Field(
         True,
         description="Include the Lambda functions (the janitor). `false` leaves them out, for LocalStack "
@@ -158,6 +189,21 @@ class StackConfig(BaseModel):
                 "bucketName (an existing bucket) needs functions=true: its notifications are set by a "
                 "Lambda-backed custom resource"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _one_replica_role(self) -> StackConfig:
+        chosen = [
+            key
+            for key, value in (
+                ("replicaRoleService", self.replica_role_service),
+                ("eksOidcIssuer", self.eks_oidc_issuer),
+                ("eksPodIdentityCluster", self.eks_pod_identity_cluster),
+            )
+            if value
+        ]
+        if len(chosen) > 1:
+            raise ValueError(f"expected at most one way to create the replica role, found {' and '.join(chosen)}")
         return self
 
     @model_validator(mode="after")

@@ -34,6 +34,8 @@ class Outputs:
     REPLICA_POLICY_ARN = "ReplicaPolicyArn"
     REPLICA_ROLE_ARN = "ReplicaRoleArn"
     RELOADING_TOPIC_MODE = "ReloadingTopicMode"
+    EKS_ACCESS = "EksAccess"  # irsa | pod-identity
+    EKS_SERVICE_ACCOUNT = "EksServiceAccount"  # <namespace>/<name>
     JANITOR_FUNCTION = "JanitorFunctionName"
 
     @staticmethod

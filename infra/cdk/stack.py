@@ -12,6 +12,7 @@ from infra.cdk.access import ReplicaAccess
 from infra.cdk.bucket import ModelsBucket, bucket_arn_for, bucket_name_for
 from infra.cdk.config import StackConfig
 from infra.cdk.constants import Outputs
+from infra.cdk.eks import EksReplicaRole, eks_access
 from infra.cdk.events import ModelEvents
 from infra.cdk.janitor import Janitor
 from infra.cdk.queues import FixedQueues
@@ -47,6 +48,9 @@ class ModelReloaderStack(cdk.Stack):
             topic=self.events.topic,
             fixed_queue_arns=self.fixed_queues.arns,
         )
+        self.eks = (
+            EksReplicaRole(self, "Eks", config=config, policy=self.access.policy) if eks_access(config) else None
+        )
         self.janitor = (
             Janitor(self, "Janitor", config=config, topic=self.events.topic, fixed_queue_arns=self.fixed_queues.arns)
             if config.functions
@@ -68,6 +72,14 @@ class ModelReloaderStack(cdk.Stack):
         )
         if self.access.role:
             output(Outputs.REPLICA_ROLE_ARN, self.access.role.role_arn, "Role for the replicas")
+        if self.eks:
+            output(Outputs.REPLICA_ROLE_ARN, self.eks.role.role_arn, "Role for the replicas' service account")
+            output(Outputs.EKS_ACCESS, str(self.eks.access), "How pods get the role: irsa or pod-identity")
+            output(
+                Outputs.EKS_SERVICE_ACCOUNT,
+                f"{config.eks_namespace}/{config.eks_service_account}",
+                "The replicas' Kubernetes namespace/service account the role is limited to",
+            )
         output(
             Outputs.RELOADING_TOPIC_MODE,
             self.reloading_block(topic_arn=self.events.topic.topic_arn, queue_prefix=config.queue_prefix),

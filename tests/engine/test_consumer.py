@@ -1,4 +1,4 @@
-"""QueueConsumer's acknowledgement rules, with a small recording queue and real per-model workers.
+"""QueueConsumer's acknowledgement rules, with the recording queue of tests/fakes.py and real per-model workers.
 
 A message is deleted only once every reconcile it asked for has finished (loaded, or a permanent
 error recorded); after a temporary failure it is left, made visible again soon; a message that
@@ -24,44 +24,14 @@ from agent.engine.reconciler import Outcome
 from agent.engine.scheduler import Scheduler
 from agent.engine.workers import ModelWorkers
 from agent.metrics import Metrics
-from tests.support import s3_event_body, wait_until
+from tests.fakes import RecordingQueue
+from tests.support import s3_event_body, s3_test_event_body, wait_until
 
 BUCKET = "models-bucket"
 
 
 def s3_event(key: str, bucket: str = BUCKET) -> str:
     return s3_event_body(key, bucket)
-
-
-class RecordingQueue:
-    """Serves the messages given to it once, then waits like an empty long poll; records the rest."""
-
-    def __init__(self, messages: list[Message], redrive_policy: bool = True) -> None:
-        self.url = "https://sqs.test/queue"
-        self._inbox = list(messages)
-        self._redrive_policy = redrive_policy
-        self.deleted: list[str] = []
-        self.retried: list[tuple[str, int]] = []
-        self.changed = threading.Event()
-        self.receives: list[tuple[int, int | None]] = []
-
-    def receive(self, wait_seconds: int = 20, visibility_timeout: int | None = None) -> list[Message]:
-        self.receives.append((wait_seconds, visibility_timeout))
-        if self._inbox:
-            batch, self._inbox = self._inbox[:10], self._inbox[10:]
-            return batch
-        self.changed.wait(0.05)
-        return []
-
-    def delete(self, messages: list[Message]) -> list[str]:
-        self.deleted += [m.id for m in messages]
-        return []
-
-    def retry_in(self, message: Message, seconds: int) -> None:
-        self.retried.append((message.id, seconds))
-
-    def attributes(self, *names: str) -> dict[str, str]:
-        return {"RedrivePolicy": "{}"} if self._redrive_policy else {}
 
 
 Work = Callable[[str, Request], Outcome]
@@ -73,9 +43,7 @@ def consume() -> Iterator[Callable[..., tuple[RecordingQueue, Metrics]]]:
 
     def start(messages: list[Message], work: Work, redrive_policy: bool = True) -> tuple[RecordingQueue, Metrics]:
         queue = RecordingQueue(messages, redrive_policy)
-        models = ModelSet(
-            fixed=(ModelSource("m", S3Location(BUCKET, "m")), ModelSource("other", S3Location(BUCKET, "other")))
-        )
+        models = ModelSet(fixed=tuple(ModelSource(name, S3Location(BUCKET, name)) for name in ("m", "n")))
         scheduler = Scheduler()
         scheduler.start()
         workers: ModelWorkers[Outcome] = ModelWorkers(work, scheduler)
@@ -101,24 +69,24 @@ def message(id_: str, body: str, receive_count: int = 1) -> Message:
 
 
 def test_a_message_is_deleted_only_once_its_reconcile_has_finished(consume):
-    # GIVEN a reconcile of model m that is still running, and a message for another model behind it
+    # GIVEN a reconcile of model m that is still running, and a message for model n behind its message
     release = threading.Event()
     started = threading.Event()
 
-    def slow_for_m(model: str, request: Request) -> Outcome:
+    def work(model: str, request: Request) -> Outcome:
         if model == "m":
             started.set()
             release.wait(10)
         return Outcome(model, changed=True)
 
-    queue, metrics = consume([message("a", s3_event("m/2/model.pkl")), message("b", s3_event("other/1/x"))], slow_for_m)
+    queue, metrics = consume([message("a", s3_event("m/2/model.pkl")), message("b", s3_event("n/1/model.pkl"))], work)
     assert started.wait(5)
-    # THEN the other model's message is deleted once its reconcile is done, and m's is not while m's runs
-    wait_until(lambda: queue.deleted == ["b"], timeout=5, what="the other model's message deleted")
-    assert "a" not in queue.deleted
-    # WHEN it finishes THEN the message is deleted
+    # THEN the message whose reconcile finished is deleted, and the one whose reconcile runs is not
+    wait_until(lambda: queue.deleted, timeout=5, what="the first delete")
+    assert queue.deleted == ["b"]
+    # WHEN the reconcile finishes THEN its message is deleted too
     release.set()
-    wait_until(lambda: sorted(queue.deleted) == ["a", "b"], timeout=5, what="the delete")
+    wait_until(lambda: queue.deleted == ["b", "a"], timeout=5, what="the second delete")
     assert queue.retried == []
     assert count(metrics, "reloader_messages_total", result="deleted") == 2
 
@@ -146,7 +114,7 @@ def test_after_a_permanent_error_the_message_is_deleted(consume):
 
 def test_events_are_counted_one_per_record(consume):
     body = json.dumps(
-        {"Records": json.loads(s3_event("m/1/a"))["Records"] + json.loads(s3_event("elsewhere/1/a"))["Records"]}
+        {"Records": json.loads(s3_event("m/1/a"))["Records"] + json.loads(s3_event("other/1/a"))["Records"]}
     )
     queue, metrics = consume([message("a", body)], lambda model, _: Outcome(model))
     wait_until(lambda: queue.deleted == ["a"], timeout=5, what="the delete")
@@ -157,10 +125,9 @@ def test_events_are_counted_one_per_record(consume):
 
 
 def test_events_for_other_buckets_and_test_events_are_deleted_and_counted_as_ignored(consume):
-    test_event = json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": BUCKET})
     calls: list[str] = []
     queue, metrics = consume(
-        [message("a", s3_event("m/1/x", bucket="another")), message("b", test_event)],
+        [message("a", s3_event("m/1/x", bucket="another")), message("b", s3_test_event_body(BUCKET))],
         lambda model, _: calls.append(model) or Outcome(model),
     )
     wait_until(lambda: sorted(queue.deleted) == ["a", "b"], timeout=5, what="the deletes")

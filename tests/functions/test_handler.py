@@ -7,18 +7,16 @@ import io
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent.domain import fleet
 from functions.janitor import handler as janitor_handler
-from tests.functions.conftest import Fleet
+from tests.functions.support import Fleet
+from tests.support import event_fixture
 
 pytestmark = pytest.mark.localstack
-
-EVENTS = Path(__file__).resolve().parents[1] / "events"
 
 
 @dataclass
@@ -50,7 +48,7 @@ def test_scheduled_invocation_deletes_stale_queues_and_counts_them(
     janitor_handler._janitor.cache_clear()
     dead = replicas.replica_queue("iris", "pod-a", heartbeat=time.time() - 7200)
     live = replicas.replica_queue("iris", "pod-b", heartbeat=time.time())
-    event = json.loads((EVENTS / "janitor_schedule.json").read_text())
+    event = json.loads(event_fixture("janitor_schedule.json"))
     # Powertools' log handler (shared with the core's logger) holds the stdout of import time: read it here.
     logs = io.StringIO()
     for log_handler in janitor_handler.logger.handlers:
@@ -84,7 +82,7 @@ def test_a_sweep_with_a_failure_finishes_counts_it_and_fails_the_invocation(
     stuck = replicas.replica_queue("iris", "pod-a", heartbeat=time.time() - 7200, tag_subscription=False)
     removable = replicas.replica_queue("iris", "pod-b", heartbeat=time.time() - 7200)
     sns_client.delete_topic(TopicArn=replicas.topic_arn)
-    event = json.loads((EVENTS / "janitor_schedule.json").read_text())
+    event = json.loads(event_fixture("janitor_schedule.json"))
 
     # WHEN the schedule invokes the handler THEN the invocation fails, naming the queue (Lambda's
     # Errors metric counts it)

@@ -11,7 +11,7 @@ import pytest
 from agent.domain import fleet
 from functions.janitor.core import Janitor, Sweep
 from functions.janitor.settings import JanitorSettings
-from tests.functions.conftest import NOW, TTL, Fleet, fresh, stale
+from tests.functions.support import NOW, TTL, Fleet, fresh, stale
 
 pytestmark = pytest.mark.localstack
 

@@ -21,8 +21,7 @@ import pytest
 import yaml
 
 from infra.cdk.constants import Outputs
-from tests.conftest import REGION
-from tests.support import ROOT, Models, PrivateLocalStack, api_spec, wait_until
+from tests.support import REGION, ROOT, Models, PrivateLocalStack, api_spec, wait_until
 
 pytestmark = [
     pytest.mark.localstack,
@@ -148,6 +147,19 @@ def test_outputs_name_the_deployed_resources(deployed: dict[str, str], aws_endpo
     sqs = boto3.client("sqs", endpoint_url=aws_endpoint, region_name=REGION)
     attributes = sqs.get_queue_attributes(QueueUrl=deployed[Outputs.queue_url(1)], AttributeNames=["All"])["Attributes"]
     assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 5
+
+
+def test_the_kubernetes_values_command_reads_the_real_outputs_file(deployed: dict[str, str]) -> None:
+    from infra.kubernetes_values import kubernetes_values, stack_outputs
+
+    # GIVEN the outputs as `cdk deploy --outputs-file` writes them (one stack, its outputs)
+    document = json.loads(json.dumps({"Stack": deployed}))
+    # WHEN turned into the manifests' values THEN they name the deployed topic, prefix and region
+    values = kubernetes_values(stack_outputs(document, None))
+    assert values["RELOADER_TOPIC_ARN"] == deployed[Outputs.TOPIC_ARN]
+    assert values["RELOADER_QUEUE_PREFIX"] == deployed[Outputs.QUEUE_PREFIX]
+    assert values["AWS_REGION"] == REGION
+    assert values["EKS_ROLE_ARN"] == ""  # no EKS role in this deployment
 
 
 def test_an_upload_under_the_prefix_reaches_a_queue_subscribed_to_the_topic(

@@ -8,7 +8,7 @@ from aws_cdk import aws_sqs as sqs
 
 from infra.cdk import nag
 from infra.cdk.app import build
-from tests.infra.conftest import aws_cdk, synth
+from tests.infra.synthesis import aws_cdk, synth
 from tests.infra.test_stack import VARIANTS, resources
 
 

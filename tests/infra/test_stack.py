@@ -12,7 +12,7 @@ import yaml
 from agent.domain.settings import ReloadingSettings
 from functions.janitor.names import DLQ_SUFFIX
 from infra.cdk.constants import EVENTBRIDGE_DETAIL_TYPES, JANITOR_HANDLER, ROOT, S3_EVENTS, Outputs
-from tests.infra.conftest import Template, synth
+from tests.infra.synthesis import Template, synth
 
 DEPLOYMENT_DOCS = ROOT / "docs" / "deployment.md"
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
-from tests.support import ROOT, Models, api_spec, wait_until
+from tests.support import ROOT, Models, api_spec, reloader, wait_until
 
 pytestmark = pytest.mark.localstack
 
@@ -249,7 +248,7 @@ def test_push_on_a_terminal_shows_progress_without_failing(serve, s3_client, buc
     try:
         # WHEN it is pushed
         process = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "push", str(folder), f"s3://{bucket}/m/", "--version", "3"],
+            [reloader(), "push", str(folder), f"s3://{bucket}/m/", "--version", "3"],
             stdout=subprocess.PIPE,
             stderr=terminal_side,
             env={**os.environ, "AWS_ENDPOINT_URL": serve.endpoint},

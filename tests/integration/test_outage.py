@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
-import httpx
 import pytest
 
-from tests.support import Models, api_spec, wait_until
+from tests.fakes import Traffic
+from tests.support import S3_EVENTS, Models, api_spec, wait_until
 
 pytestmark = pytest.mark.localstack
 
@@ -30,9 +29,7 @@ def provision(localstack, bucket: str) -> tuple[Models, str]:
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         s3.put_bucket_notification_configuration(
             Bucket=bucket,
-            NotificationConfiguration={
-                "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]
-            },
+            NotificationConfiguration={"QueueConfigurations": [{"QueueArn": arn, "Events": list(S3_EVENTS)}]},
         )
     return models, url
 
@@ -43,26 +40,11 @@ def test_serving_survives_an_outage_and_the_agent_converges(serve, private_local
     models, queue_url = provision(private_localstack, bucket)
     spec = serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading={"queue_url": queue_url, "interval": 3600}))
     server = serve.start(spec, env={"AWS_ENDPOINT_URL": private_localstack.endpoint})
-    failures: list[str] = []
-    served = [0]
-    stop = threading.Event()
-
-    def client() -> None:
-        with httpx.Client(base_url=server.url, timeout=10) as http:
-            while not stop.is_set():
-                response = http.post("/", json={})
-                if response.status_code != 200:
-                    failures.append(f"{response.status_code} {response.text}")
-                served[0] += 1
-                time.sleep(0.05)
-
-    thread = threading.Thread(target=client)
-    thread.start()
-    try:
+    with Traffic.http(server.url, pause=0.05, timeout=10) as traffic:
         # WHEN LocalStack is stopped for 30 s and started again (empty: it keeps no state)
         private_localstack.stop()
         time.sleep(OUTAGE_SECONDS)  # the outage itself is the scenario
-        answered_during_outage = served[0]
+        answered_during_outage = len(traffic.answers)
         private_localstack.start()
         models, queue_url_again = provision(private_localstack, bucket)
         assert queue_url_again.rsplit("/", 1)[1] == queue_url.rsplit("/", 1)[1]
@@ -70,11 +52,8 @@ def test_serving_survives_an_outage_and_the_agent_converges(serve, private_local
         # THEN the next upload after recovery is served, without a restart
         models.put_version("m", 2, tag=2.0)
         wait_until(lambda: server.post({}).json()["prediction"] == 2.0, timeout=90, what="version 2 after recovery")
-    finally:
-        stop.set()
-        thread.join()
     # and serving never stopped
-    assert failures == []
+    assert traffic.failures() == []
     assert answered_during_outage > OUTAGE_SECONDS * 5
     log = server.log()
     # the agent logged the outage once per state change, not once per retry

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.fakes import Traffic
 from tests.support import Models, api_spec, prediction, wait_until
 
 pytestmark = pytest.mark.localstack
@@ -143,8 +144,6 @@ def test_a_key_escaping_the_model_folder_is_refused(serve, s3_client, bucket, tm
 
 
 def test_requests_never_fail_during_reloads(serve, s3_client, bucket):
-    import threading
-
     # GIVEN a served model whose versions hold several files, uploaded MANIFEST first and the ready marker
     # last: the handler refuses a folder missing a file the MANIFEST names, so loading a partial listing
     # would show as a failed load
@@ -154,39 +153,17 @@ def test_requests_never_fail_during_reloads(serve, s3_client, bucket):
     models.put_version("m", 1, tag=1.0, extra=manifest, marker="_READY")
     reloading = {"interval": 0.05, "ready_marker": "_READY"}
     server = serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, threads_per_process=4, reloading=reloading)))
-    failures: list[str] = []
-    answers: list[float] = []
-    stop = threading.Event()
-
-    def client() -> None:
-        import httpx
-
-        with httpx.Client(base_url=server.url, timeout=30) as http:
-            while not stop.is_set():
-                response = http.post("/", json={})
-                body = response.json()
-                if response.status_code != 200 or body["missing"]:
-                    failures.append(f"{response.status_code} {body}")
-                else:
-                    answers.append(body["prediction"])
-
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        # WHEN ten reloads happen (five new versions, each then updated in place) while four clients send requests
+    # WHEN ten reloads happen (five new versions, each then updated in place) while four clients send requests
+    with Traffic.http(server.url, threads=4, failed=lambda answer: bool(answer.value.json()["missing"])) as traffic:
         for round_ in range(10):
             tag, version = 10.0 + round_, 2 + round_ // 2
             models.put_version("m", version, tag=tag, extra=manifest, marker="_READY")
             wait_until(
                 lambda tag=tag, version=version: prediction(server, version=version) == tag, what=f"reload {round_}"
             )
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
     # THEN no request failed, every answer came from a complete version, and no partial listing was loaded
-    assert failures == []
+    assert traffic.failures() == []
+    answers = [answer.value.json()["prediction"] for answer in traffic.answers if answer.value is not None]
     assert len(answers) > 40
     assert set(answers) <= {1.0, *(10.0 + r for r in range(10))}
     assert "load_model failed" not in server.log()

@@ -8,12 +8,10 @@ its own so that it can be restarted. Skipped where the tensorflow extra is not i
 from __future__ import annotations
 
 import importlib.util
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +19,7 @@ import yaml
 
 pytest.importorskip("tensorflow_serving")
 
+from tests.fakes import Answer, Traffic
 from tests.support import EXAMPLES, ROOT, Models, ServeFactory, Server, wait_until
 from tests.tfserving.process import TFServingProcess
 from tests.tfserving.savedmodels import INPUT, SavedModels, files_of, save_graph_only
@@ -28,6 +27,7 @@ from tests.tfserving.savedmodels import INPUT, SavedModels, files_of, save_graph
 pytestmark = pytest.mark.localstack
 
 API = "test-api"
+HttpTraffic = Traffic[dict[str, str], httpx.Response]
 
 
 @pytest.fixture(scope="module")
@@ -79,88 +79,19 @@ def internal_folders(model_dir: Path, model: str) -> list[str]:
     return sorted(entry.name for entry in folder.iterdir()) if folder.is_dir() else []
 
 
-@dataclass(frozen=True)
-class Answer:
-    start: float
-    end: float
-    params: dict[str, str]
-    status: int
-    y: Any
+def predicting(server: Server, threads: int = 1, params: tuple[dict[str, str], ...] = ({},)) -> HttpTraffic:
+    """Clients of the API predicting without pause, with the `params` in turn."""
+    return Traffic.http(server.url, payload={"x": INPUT}, params=params, threads=threads)
 
 
-class _Clients:
-    """Client threads running `_run(argument)` without pause until the `with` block ends; each
-    appends what it got to `answers`."""
-
-    def __init__(self, arguments: list[Any]) -> None:
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(a,), daemon=True) for a in arguments]
-        self.answers: list[Any] = []
-
-    def __enter__(self) -> Self:
-        for thread in self._threads:
-            thread.start()
-        wait_until(lambda: len(self.answers) >= len(self._threads), what="traffic flowing")
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=30)
-
-    def _run(self, argument: Any) -> None:
-        raise NotImplementedError
+def y_of(answer: Answer[dict[str, str], httpx.Response]) -> Any:
+    assert answer.value is not None
+    return answer.value.json()["y"]
 
 
-class Traffic(_Clients):
-    """Threads that send predictions without pause and record every answer, with its wall-clock times."""
-
-    def __init__(self, server: Server, threads: int = 1, params: tuple[dict[str, str], ...] = ({},)) -> None:
-        super().__init__(list(range(threads)))
-        self._url = server.url
-        self._params = params
-        self._lock = threading.Lock()
-        self.answers: list[Answer] = []
-
-    def last_y(self, **params: str) -> Any:
-        with self._lock:
-            matching = [a for a in self.answers if a.params == params and a.status == 200]
-        return matching[-1].y if matching else None
-
-    def failures(self) -> list[Answer]:
-        return [answer for answer in self.answers if answer.status != 200]
-
-    def _run(self, index: int) -> None:
-        params = self._params[index % len(self._params)]
-        with httpx.Client(base_url=self._url, timeout=30) as client:
-            while not self._stop.is_set():
-                start = time.time()
-                response = client.post("/", json={"x": INPUT}, params=params)
-                body = response.json() if response.status_code == 200 else response.text
-                answer = Answer(
-                    start, time.time(), params, response.status_code, body["y"] if isinstance(body, dict) else body
-                )
-                with self._lock:
-                    self.answers.append(answer)
-
-
-class DirectTraffic(_Clients):
-    """Threads that predict with TF Serving itself, as the clients of a sidecar agent's TF Serving do."""
-
-    def __init__(self, tfserving: TFServingProcess, models: list[str]) -> None:
-        super().__init__(list(models))
-        self._tfserving = tfserving
-        self.answers: list[tuple[str, Any]] = []  # (model, y or the error)
-
-    def failures(self) -> list[tuple[str, Any]]:
-        return [answer for answer in self.answers if isinstance(answer[1], Exception)]
-
-    def _run(self, model: str) -> None:
-        while not self._stop.is_set():
-            try:
-                self.answers.append((model, self._tfserving.predict(model, INPUT)))
-            except Exception as error:  # any failure counts
-                self.answers.append((model, error))
+def last_y(traffic: HttpTraffic, **params: str) -> Any:
+    answer = traffic.last(params)
+    return y_of(answer) if answer else None
 
 
 def test_restarting_the_agent_keeps_tf_serving_serving(serve, tfserving, s3_client, bucket, tmp_path):
@@ -178,7 +109,7 @@ def test_restarting_the_agent_keeps_tf_serving_serving(serve, tfserving, s3_clie
     configs = tfserving.configs()
     folders = {model: internal_folders(model_dir, model) for model in served}
 
-    with DirectTraffic(tfserving, ["one", "two"]) as traffic:
+    with Traffic.calling(lambda model: tfserving.predict(model, INPUT), ["one", "two"]) as traffic:
         # WHEN the agent stops and starts again (TF Serving keeps running)
         agent.stop()
         restarted = start(serve, tfserving, model_dir, api, "agent")
@@ -204,14 +135,14 @@ def test_a_new_version_serves_once_available_and_removing_it_falls_back(serve, t
     assert y(server) == scaled(1.0)
 
     # WHEN version 2 is uploaded while requests for "latest" keep coming
-    with Traffic(server) as traffic:
+    with predicting(server) as traffic:
         uploaded = time.time()
         models.put("models/scaler", 2, scale=2.0)
-        wait_until(lambda: traffic.last_y() == scaled(2.0), what="version 2 served")
+        wait_until(lambda: last_y(traffic) == scaled(2.0), what="version 2 served")
 
     # THEN no request failed, and the answers switched once from 1 to 2, after TF Serving had 2 AVAILABLE
     assert traffic.failures() == []
-    ys = [answer.y for answer in traffic.answers]
+    ys = [y_of(answer) for answer in traffic.answers]
     switch = ys.index(scaled(2.0))
     assert set(map(str, ys[:switch])) == {str(scaled(1.0))}
     assert set(map(str, ys[switch:])) == {str(scaled(2.0))}
@@ -351,16 +282,16 @@ def test_predictions_never_fail_during_ten_reloads(serve, tfserving, s3_client, 
     server = start(serve, tfserving, tmp_path / "models", api)
     wait_until(lambda: y(server) == scaled(1.0), what="version 1 served (after its settle window)")
 
-    with Traffic(server, threads=8, params=({}, {"version": "1"})) as traffic:
+    with predicting(server, threads=8, params=({}, {"version": "1"})) as traffic:
         # WHEN version 1 is updated in place ten times
         for scale in range(2, 12):
             models.put("models/busy", 1, scale=float(scale))
-            wait_until(lambda scale=scale: traffic.last_y(version="1") == scaled(scale), timeout=30, what=f"x{scale}")
+            wait_until(lambda scale=scale: last_y(traffic, version="1") == scaled(scale), timeout=30, what=f"x{scale}")
 
     # THEN every request answered 200 with the prediction of one of the uploaded versions
     assert traffic.failures() == []
     assert len(traffic.answers) > 100
-    assert {answer.y[0] for answer in traffic.answers} <= {float(scale) for scale in range(1, 12)}
+    assert {y_of(answer)[0] for answer in traffic.answers} <= {float(scale) for scale in range(1, 12)}
     # AND TF Serving is left with one internal version of the model, the last upload
     wait_until(lambda: len(tfserving.available(API)) == 1, what="older internal versions unloaded")
     assert y(server) == scaled(11.0)

@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from tests.support import ROOT
+from tests.support import ROOT, reloader
 
 HIDE_THE_EXTRA = "import sys; sys.modules['tensorflow_serving'] = None; from agent.cli import main; sys.exit(main())"
 
@@ -47,7 +47,7 @@ def test_the_agent_alone_is_for_tensorflow_apis(tmp_path):
     spec.write_text(yaml.safe_dump([{"name": "api", "kind": "RealtimeAPI", "handler": handler}]))
     # WHEN `reloader agent` is run on it THEN it refuses with status 2, pointing at `reloader serve`
     result = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "agent", str(spec)],
+        [reloader(), "agent", str(spec)],
         cwd=ROOT,
         capture_output=True,
         text=True,

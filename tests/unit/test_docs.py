@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 from agent.domain.settings import ReloadingSettings
-from tests.support import ROOT
+from tests.support import ROOT, reloader
 
 
 def test_every_setting_is_in_the_readme_and_the_help():
     readme = (ROOT / "README.md").read_text()
-    help_text = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "serve", "--help"], capture_output=True, text=True, check=True
-    ).stdout
+    help_text = subprocess.run([reloader(), "serve", "--help"], capture_output=True, text=True, check=True).stdout
     for name in ReloadingSettings.model_fields:
         assert f"`{name}`" in readme and f"RELOADER_{name.upper()}" in readme, name
         assert f"RELOADER_{name.upper()}" in help_text, name

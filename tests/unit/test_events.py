@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from agent.domain.events import BadMessage, ObjectEvent, parse_message
-
-EVENTS = Path(__file__).resolve().parent.parent / "events"
-
-
-def fixture(name: str) -> str:
-    return (EVENTS / name).read_text()
+from tests.support import event_fixture
 
 
 @pytest.mark.parametrize(
@@ -41,19 +35,19 @@ def fixture(name: str) -> str:
     ],
 )
 def test_parse(name, expected):
-    events = parse_message(fixture(name))
+    events = parse_message(event_fixture(name))
     assert [(e.bucket, e.key, e.removed) for e in events] == expected
     assert all(isinstance(e, ObjectEvent) and e.time > 1.7e9 for e in events)
 
 
 def test_eventbridge_inside_sns_is_unwrapped():
-    wrapped = json.loads(fixture("sns_notification_s3.json"))
-    wrapped["Message"] = fixture("eventbridge_object_created.json")
+    wrapped = json.loads(event_fixture("sns_notification_s3.json"))
+    wrapped["Message"] = event_fixture("eventbridge_object_created.json")
     assert [e.key for e in parse_message(json.dumps(wrapped))] == ["models/iris/4/model.pkl"]
 
 
 def test_other_s3_event_kinds_are_skipped():
-    data = json.loads(fixture("s3_object_created.json"))
+    data = json.loads(event_fixture("s3_object_created.json"))
     data["Records"][0]["eventName"] = "ObjectRestore:Completed"
     assert parse_message(json.dumps(data)) == ()
 

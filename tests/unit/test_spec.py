@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from agent.boundaries.spec_file import load_spec
 from agent.domain.errors import SpecError
 from agent.domain.locations import LocalLocation, S3Location
-from agent.domain.spec import load_spec
 
 
 def write(tmp_path: Path, apis) -> Path:

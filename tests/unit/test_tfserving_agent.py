@@ -1,5 +1,5 @@
-"""The agent in-process with the TF Serving loader, on local model folders and the recording stand-in for
-TF Serving of test_tfserving_loader: what an agent restart sends, and which folders survive it."""
+"""The agent in-process with the TF Serving loader, on local model folders and the recording TF Serving of
+tests/fakes.py: what an agent restart sends, and which folders survive it."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from agent.domain.routing import ModelSet, ModelSource
 from agent.domain.settings import ReloadingSettings
 from agent.engine.agent import Agent
 from agent.engine.tfserving import TFServingLoader
-from tests.fakes import build_agent
+from tests.fakes import RecordingTFServing, build_agent
 from tests.support import wait_until
-from tests.unit.test_tfserving_loader import RecordingTFServing
 
 
 def put_version(models: Path, model: str, version: int, content: str) -> None:
@@ -109,7 +108,7 @@ def test_a_load_tf_serving_cannot_take_for_now_keeps_its_download_for_the_retry(
     # GIVEN TF Serving unreachable for the first config call
     put_version(tmp_path / "models", "a", 1, "a1")
     tfserving = RecordingTFServing()
-    tfserving.fail_next = TemporaryError("reloading TF Serving's config (1 model(s)): UNAVAILABLE: down")
+    tfserving.fail_next_reload(TemporaryError("reloading TF Serving's config (1 model(s)): UNAVAILABLE: down"))
     agent, _ = make_agent(tmp_path, tfserving)
     try:
         run_until_ready(agent)

@@ -1,10 +1,9 @@
-"""The TF Serving loader against a recording stand-in for TF Serving: what it sends, when it waits, how it
-repairs. No gRPC, so these run without the tensorflow extra."""
+"""The TF Serving loader against the recording TF Serving of tests/fakes.py: what it sends, when it waits,
+how it repairs. No gRPC, so these run without the tensorflow extra."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -17,87 +16,8 @@ from agent.domain.tfserving import ModelEntry, Servable, VersionState
 from agent.engine.scheduler import Scheduler
 from agent.engine.tfserving import TFServingLoader
 from agent.metrics import Metrics
+from tests.fakes import RecordingTFServing, SteppingClock
 from tests.support import wait_until
-
-SIGNATURES = {"serving_default": {"x": 1}, "__saved_model_init_op": {}}
-
-
-class RecordingTFServing:
-    """Records every config; a configured version becomes AVAILABLE at the next status read (END with an
-    error when listed in `broken`); a version the config drops becomes END. `restart()` forgets everything."""
-
-    def __init__(self) -> None:
-        self.configs: list[dict[str, tuple[int, ...]]] = []
-        self.timeouts: list[float | None] = []
-        self.states: dict[str, dict[int, VersionState]] = {}
-        self.broken: set[int] = set()
-        self.stuck: set[int] = set()  # stay LOADING
-        self.fail_next: Exception | None = None
-        self.apply_failed = False  # whether a failing call still applied its config (a deadline)
-        self._calls = 0
-        self.overlapping_calls = 0
-        self._guard = threading.Lock()
-
-    def reload_config(self, entries: Sequence[ModelEntry], timeout: float | None = None) -> None:
-        self.timeouts.append(timeout)
-        with self._guard:
-            self._calls += 1
-            if self._calls > 1:
-                self.overlapping_calls += 1
-        try:
-            error, self.fail_next = self.fail_next, None
-            if error is None or self.apply_failed:
-                self._apply(entries)
-            if error is not None:
-                raise error
-            threading.Event().wait(0.001)  # widen any overlap
-        finally:
-            with self._guard:
-                self._calls -= 1
-
-    def _apply(self, entries: Sequence[ModelEntry]) -> None:
-        config = {entry.name: entry.versions for entry in entries}
-        self.configs.append(config)
-        for model, states in self.states.items():
-            for version, state in states.items():
-                if version not in config.get(model, ()) and state.state != "END":
-                    states[version] = VersionState("END")
-        for model, versions in config.items():
-            for version in versions:
-                states = self.states.setdefault(model, {})
-                if version not in states or (states[version].state == "END" and not states[version].error):
-                    states[version] = VersionState("LOADING")
-
-    def model_status(self, model: str) -> dict[int, VersionState]:
-        states = self.states.get(model, {})
-        for version, state in states.items():
-            if state.state == "LOADING" and version not in self.stuck:
-                states[version] = (
-                    VersionState("END", "bad graph") if version in self.broken else VersionState("AVAILABLE")
-                )
-        return dict(states)
-
-    def signatures(self, model: str, version: int) -> dict[str, dict[str, int]]:
-        return SIGNATURES
-
-    def restart(self) -> None:
-        self.states.clear()
-
-
-class SteppingClock:
-    """A clock that moves `step` seconds each time it is read, so timeouts pass at once."""
-
-    def __init__(self, step: float) -> None:
-        self._now = 0.0
-        self.step = step
-
-    def now(self) -> float:
-        self._now += self.step
-        return self._now
-
-    def wait(self, condition: threading.Condition, until: float | None) -> None:
-        condition.wait(0.001)  # any later read is past `until`
-
 
 MODELS = ModelSet(fixed=(ModelSource("a", LocalLocation(Path("/a"))), ModelSource("b", LocalLocation(Path("/b")))))
 
@@ -133,12 +53,9 @@ def test_a_load_sends_the_complete_config_and_returns_once_available():
 
 
 def test_the_base_path_is_the_model_folder_as_tf_serving_sees_it():
-    entries: list[Sequence[ModelEntry]] = []
     tfserving = RecordingTFServing()
-    original = tfserving.reload_config
-    tfserving.reload_config = lambda sent, timeout=None: (entries.append(sent), original(sent))[1]  # type: ignore[method-assign]
     loader_for(tfserving).load("a", 1, Path("/store/a/100"))
-    assert entries[-1] == (ModelEntry("a", "/tf/models/a", (100,)),)
+    assert tfserving.sent[-1] == (ModelEntry("a", "/tf/models/a", (100,)),)
 
 
 def test_an_update_in_place_serves_the_old_copy_until_the_new_one_is_available_then_drops_it():
@@ -178,8 +95,7 @@ def test_a_version_that_never_becomes_available_times_out_and_leaves_the_config(
 def test_a_reload_that_hits_its_deadline_is_judged_by_the_version_states():
     # GIVEN TF Serving applies the config but the call hits its deadline (it waits for new models)
     tfserving = RecordingTFServing()
-    tfserving.fail_next = ReloadUnconfirmedError("deadline")
-    tfserving.apply_failed = True
+    tfserving.fail_next_reload(ReloadUnconfirmedError("deadline"), applied=True)
     # WHEN a version loads THEN it is served all the same
     assert loader_for(tfserving).load("a", 1, Path("/store/a/100")).internal_version == 100
 
@@ -189,7 +105,7 @@ def test_a_config_tf_serving_did_not_take_fails_the_load_and_the_watchdog_sends_
     tfserving = RecordingTFServing()
     loader = loader_for(tfserving)
     loader.load("a", 1, Path("/store/a/100"))
-    tfserving.fail_next = TemporaryError("UNAVAILABLE")
+    tfserving.fail_next_reload(TemporaryError("UNAVAILABLE"))
     # WHEN b loads THEN the load fails temporarily and b is no longer desired
     with pytest.raises(TemporaryError):
         loader.load("b", 1, Path("/store/b/200"))
@@ -273,18 +189,10 @@ def test_a_call_that_adds_a_model_waits_as_long_as_a_load_may_take():
 def test_waiting_for_a_version_rides_out_a_status_call_that_fails_for_a_moment():
     # GIVEN TF Serving answers the first status read with UNAVAILABLE (busy, or restarting)
     tfserving = RecordingTFServing()
-    original = tfserving.model_status
-    failures = [TemporaryError("UNAVAILABLE")]
-
-    def flaky(model: str) -> dict[int, VersionState]:
-        if failures:
-            raise failures.pop()
-        return original(model)
-
-    tfserving.model_status = flaky  # type: ignore[method-assign]
+    tfserving.fail_next_status(TemporaryError("UNAVAILABLE"))
     # WHEN a version loads THEN the load waits on and succeeds
     assert loader_for(tfserving).load("a", 1, Path("/store/a/100")).internal_version == 100
-    assert failures == []
+    assert tfserving.status_failures_left == 0
 
 
 def test_a_folder_stays_in_use_until_tf_serving_reports_its_version_unloaded():
@@ -293,15 +201,14 @@ def test_a_folder_stays_in_use_until_tf_serving_reports_its_version_unloaded():
     loader = loader_for(tfserving, clock=SteppingClock(step=10.0))
     old = loader.load("a", 1, Path("/store/a/100"))
     loader.load("a", 1, Path("/store/a/101"))
-    original = tfserving._apply
-    tfserving._apply = lambda entries: tfserving.configs.append({e.name: e.versions for e in entries})  # type: ignore[method-assign]
+    tfserving.ignores_configs = True
     # WHEN it is unloaded and TF Serving does not confirm within the load timeout
     loader.unload("a", 1, old)
     # THEN its folder is still in use (the store keeps it); the new one too; others are not
     assert loader.in_use(Path("/store/a/100")) and loader.in_use(Path("/store/a/101"))
     assert not loader.in_use(Path("/store/a/99")) and not loader.in_use(Path("/store/a/.partial-1"))
     # WHEN TF Serving reports it unloaded THEN the watchdog's check lets it go
-    tfserving._apply = original  # type: ignore[method-assign]
+    tfserving.ignores_configs = False
     tfserving.states["a"][100] = VersionState("END")
     assert loader.check() is False
     assert not loader.in_use(Path("/store/a/100"))
@@ -317,7 +224,7 @@ def test_the_watchdog_sends_the_config_again_when_tf_serving_serves_a_version_th
     assert loader.check() is False
     sent = len(tfserving.configs)
     # WHEN a late config call (one that TF Serving kept applying after the agent gave up) puts 100 back
-    tfserving._apply((ModelEntry("a", "/tf/models/a", (100, 101)),))
+    tfserving.apply((ModelEntry("a", "/tf/models/a", (100, 101)),))
     tfserving.model_status("a")
     # THEN the check sends the whole config again, and TF Serving serves 101 only
     assert loader.check() is True
@@ -331,16 +238,8 @@ def test_the_watchdog_looks_again_under_the_lock_before_it_sends():
     loader = loader_for(tfserving)
     old = loader.load("a", 1, Path("/store/a/100"))
     loader.load("a", 1, Path("/store/a/101"))
-    original = tfserving.model_status
-    unloading = [True]
-
-    def status_during_an_unload(model: str) -> dict[int, VersionState]:
-        if unloading:
-            unloading.clear()
-            loader.unload("a", 1, old)  # another worker, between the watchdog's snapshot and its read
-        return original(model)
-
-    tfserving.model_status = status_during_an_unload  # type: ignore[method-assign]
+    # another worker unloads it between the watchdog's snapshot and its read
+    tfserving.before_next_status(lambda: loader.unload("a", 1, old))
     sent = len(tfserving.configs)
     # WHEN the watchdog checks THEN it sees that 100 went on purpose, and sends nothing
     assert loader.check() is False
