@@ -247,3 +247,23 @@ def test_the_agent_alone_refuses_caching(tmp_path):
     )
     assert result.returncode == 2, result.stderr
     assert "handler.models.cache_size" in result.stderr and "reloader serve" in result.stderr
+
+
+def test_a_new_version_of_a_cached_model_loads_before_latest_moves_to_it(serve, s3_client, bucket):
+    # GIVEN a model whose version 1 is cached
+    models = Models(s3_client, bucket)
+    models.put_version("zoo/m", 1, tag=1.0)
+    server = serve.start(serve.spec(api_spec(cached({"dir": f"s3://{bucket}/zoo"}, 2, 2))))
+    assert prediction(server, model="m") == 1.0
+    # WHEN version 2 appears, and takes 2 s to load
+    models.put_version("zoo/m", 2, tag=2.0, extra={"SLOW": b"2"})
+    wait_until(lambda: server.version("m")["versions"].get("2", {}).get("where") == "loading", what="2 loading")
+    # THEN meanwhile requests for latest answer from version 1 at once
+    started = time.monotonic()
+    assert prediction(server, model="m") == 1.0
+    assert time.monotonic() - started < 1.0
+    assert server.version("m")["latest"] == 1
+    # AND once it is loaded, latest is version 2, with no load in a request
+    wait_until(lambda: server.version("m")["latest"] == 2, what="latest moves to 2")
+    assert prediction(server, model="m") == 2.0
+    assert stats(server)["loads"]["m"] == 2
