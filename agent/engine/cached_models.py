@@ -75,7 +75,10 @@ class CachedModels:
         if memo is None or memo[0] is not state:
             memo = (state, latest_candidates(state))
             self._candidates[name] = memo
-        number = resolve(memo[1], state.loading, loaded)
+        candidates = memo[1]
+        if candidates and candidates[0] in loaded:
+            return candidates[0]  # the common hit: the best version is in memory
+        number = resolve(candidates, state.loading, loaded)
         if number is None:
             number = latest_or_failed(state)  # every version failed: say why
         if number is None:
