@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from agent.boundaries.sources import ModelObjects
@@ -50,6 +50,10 @@ class Lifecycle(Protocol):
 
     def after_first_scan(self) -> None: ...
 
+    def taken_over(self, model: str) -> Mapping[int, str]:
+        """Versions (-> fingerprint) a previous run left serving and this one took over, until the first
+        scan's end: with caching they stay in the cache instead of starting cold."""
+
 
 class CleanStore:
     """The Python handler's lifecycle: nothing is loaded at start, so what a previous run left is stale."""
@@ -62,6 +66,9 @@ class CleanStore:
 
     def after_first_scan(self) -> None:
         pass
+
+    def taken_over(self, model: str) -> Mapping[int, str]:
+        return {}
 
 
 class Agent:
@@ -90,7 +97,9 @@ class Agent:
         self._lifecycle = lifecycle or CleanStore(store)
         # Multi-model caching: an LRU of entries in memory and folders on disk, filled by requests
         # (`lookup`); without it every loadable version is loaded and requests read the registry.
-        self.cache = LruCache(registry, store, cache, self.metrics) if cache is not None else None
+        self.cache = (
+            LruCache(registry, store, cache, self.metrics, self._lifecycle.taken_over) if cache is not None else None
+        )
         residency = self.cache or EveryVersion(registry, store)
         self.reconciler = Reconciler(
             models,

@@ -109,7 +109,7 @@ class Reconciler:
             self._report_error(model, before, state)
             self._residency.observed(model, state)
         fingerprints = {v: served.fingerprint for v, served in loaded.items()}
-        eager = self._residency.eager(state, fingerprints, request.demand)
+        eager = self._residency.eager(model, state, fingerprints, request.demand)
         planned = plan(state, fingerprints, now, self._settle, eager)
         self._index.publish(model, replace(state, loading=planned.loads))
         assert source is not None or not planned.loads

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -48,7 +48,9 @@ class Swapped:
 class Residency(Protocol):
     caching: bool
 
-    def eager(self, state: ModelState, loaded: Mapping[int, str], demand: frozenset[int]) -> frozenset[int] | None:
+    def eager(
+        self, model: str, state: ModelState, loaded: Mapping[int, str], demand: frozenset[int]
+    ) -> frozenset[int] | None:
         """The versions a reconcile loads (None: every loadable one)."""
 
     def begin_load(self, model: str, version: int) -> None: ...
@@ -79,7 +81,9 @@ class EveryVersion:
         self._registry = registry
         self._store = store
 
-    def eager(self, state: ModelState, loaded: Mapping[int, str], demand: frozenset[int]) -> frozenset[int] | None:
+    def eager(
+        self, model: str, state: ModelState, loaded: Mapping[int, str], demand: frozenset[int]
+    ) -> frozenset[int] | None:
         return None
 
     def begin_load(self, model: str, version: int) -> None:
@@ -116,8 +120,18 @@ class LruCache:
 
     caching = True
 
-    def __init__(self, registry: Registry, store: ModelStore, sizes: CacheSizes, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        store: ModelStore,
+        sizes: CacheSizes,
+        metrics: Metrics,
+        taken_over: Callable[[str], Mapping[int, str]] | None = None,
+    ) -> None:
         self._registry = registry
+        # What a previous run left serving (TF Serving's loaded versions): loaded eagerly, so a restart
+        # keeps the cache warm instead of dropping it (Lifecycle.taken_over).
+        self._taken_over = taken_over or _nothing_taken_over
         self._store = store
         self.sizes = sizes
         self._metrics = metrics
@@ -139,8 +153,12 @@ class LruCache:
         self._used[(model, version)] = next(self._clock)
 
     # -- the reconciler (the model's worker) --------------------------------------------------
-    def eager(self, state: ModelState, loaded: Mapping[int, str], demand: frozenset[int]) -> frozenset[int] | None:
-        return eager_versions(state, loaded) | demand
+    def eager(
+        self, model: str, state: ModelState, loaded: Mapping[int, str], demand: frozenset[int]
+    ) -> frozenset[int] | None:
+        fingerprints = state.fingerprints()
+        kept = {version for version, fp in self._taken_over(model).items() if fingerprints.get(version) == fp}
+        return eager_versions(state, loaded) | demand | kept
 
     def begin_load(self, model: str, version: int) -> None:
         with self._lock:
@@ -282,3 +300,7 @@ class LruCache:
         with self._lock:
             self._retiring.pop(path, None)
             self._gauges()
+
+
+def _nothing_taken_over(model: str) -> Mapping[int, str]:
+    return {}
