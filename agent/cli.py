@@ -336,7 +336,7 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
         http_port = start_grpc_server(service, args)
     # Bound before uvicorn runs: connections wait in the backlog meanwhile, so the agent starts at
     # once, beside the server, and /healthz never waits for a large initial load.
-    listening = socket.create_server((args.host, http_port), reuse_port=False, backlog=2048)
+    listening = listening_socket(args.host, http_port)
     config = uvicorn.Config(
         service.app,
         log_level="warning",
@@ -355,6 +355,18 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
             logging.shutdown()
             os._exit(0)
     return 0
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The API's listening socket, with TCP_NODELAY, which the connections it accepts inherit.
+
+    asyncio sets TCP_NODELAY only on sockets whose protocol number is IPPROTO_TCP, and
+    `socket.create_server` makes them with 0: without this, Nagle's algorithm holds back the last
+    segment of each answer until the client's delayed ACK, 40 ms, on every keep-alive request but the first.
+    """
+    listening = socket.create_server((host, port), reuse_port=False, backlog=2048)
+    listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return listening
 
 
 # -- handler.protobuf_path: a gRPC API -------------------------------------------------------

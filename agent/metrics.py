@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 10)
 RELOAD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -34,6 +35,14 @@ class Metrics:
             "Download plus load of one version.",
             ["model"],
             buckets=RELOAD_BUCKETS,
+            registry=r,
+        )
+        self.reload_stages = Histogram(
+            "reloader_reload_stage_seconds",
+            "Event-driven loads, per stage: delivery (S3's event time -> message received), dispatch (-> the model's "
+            "reconcile starts), list, download, load (load_model or TF Serving), swap (-> serving).",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
             registry=r,
         )
         self.events = Counter(
@@ -120,6 +129,13 @@ class Metrics:
 
     def sqs_call(self, operation: str, seconds: float) -> None:
         self.sqs_requests.labels(operation).inc()
+
+    def stages(self, start: float, marks: Sequence[tuple[str, float]]) -> None:
+        """Observe each stage of one load: from `start` (the event's time) to its mark, then mark to mark."""
+        previous = start
+        for stage, at in marks:
+            self.reload_stages.labels(stage).observe(max(0.0, at - previous))
+            previous = at
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

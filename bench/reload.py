@@ -5,7 +5,11 @@
 Runs against a LocalStack of its own (started and stopped here) unless AWS_ENDPOINT_URL is set,
 with `reloader serve` as a real process and a real (small) scikit-learn model. Prints three tables:
 1. reload latency measured from outside: from the moment the upload of a version completes (its
-   marker is written) to the first HTTP answer from that version; event mode vs polling at Cortex's 10 s;
+   marker is written) to the first HTTP answer from that version, in interleaved rounds (one reload
+   per mode per round, in a shuffled order): queue mode, topic mode with one replica and with three
+   on one topic, each beside its floor (a bare boto3 client doing only the AWS work: receive the
+   marker's event, LIST the model's prefix, GET the version's objects in parallel), then polling at
+   Cortex's 10 s; and where the time goes, per stage, from the agent's reloader_reload_stage_seconds;
 2. idle cost: S3 and SQS requests per hour per replica, counted from the agent's own /metrics;
 3. scale: time to apply one event when the bucket holds 10 models and when it holds 10,000.
 """
@@ -13,16 +17,19 @@ with `reloader serve` as a real process and a real (small) scikit-learn model. P
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +43,7 @@ from tests.support import (
     api_spec,
     metric,
     notify_queue,
+    notify_topic,
     tagged_model,
 )
 
@@ -54,6 +62,11 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=["latency", "idle", "scale"], action="append", help="run only these tables (repeatable)"
     )
+    parser.add_argument(
+        "--modes",
+        default=",".join(LATENCY_MODES),
+        help=f"latency modes, in interleaved rounds (default {','.join(LATENCY_MODES)}; polling runs after them)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
@@ -64,7 +77,7 @@ def main() -> None:
         try:
             tables = args.only or ["latency", "idle", "scale"]
             if "latency" in tables:
-                bench.latency(args.reloads, args.polling_interval)
+                bench.latency(args.reloads, args.polling_interval, args.modes.split(","))
             if "idle" in tables:
                 bench.idle(args.idle_seconds, args.polling_interval)
             if "scale" in tables:
@@ -78,6 +91,7 @@ class Bench:
         self.url = url
         self.s3 = boto3.client("s3", endpoint_url=url)
         self.sqs = boto3.client("sqs", endpoint_url=url)
+        self.sns = boto3.client("sns", endpoint_url=url)
         self.serve = ServeFactory(tmp, url)
 
     def bucket(self) -> str:
@@ -90,36 +104,88 @@ class Bench:
         return self.serve.start(spec, ready_timeout=1800)
 
     # -- 1. latency -------------------------------------------------------------------------
-    def latency(self, reloads: int, polling_interval: float) -> None:
-        results = {}
-        for mode in ("event", "polling"):
-            bucket = self.bucket()
-            models = Models(self.s3, bucket)
-            models.put_version("m", 1, tag=1.0, marker=MARKER)
-            reloading: dict[str, object] = {"ready_marker": MARKER, "jitter": 0}
-            if mode == "event":
-                reloading.update(queue_url=notify_queue(self.s3, self.sqs, bucket), interval=3600)
-            else:
-                reloading.update(interval=polling_interval)
-            server = self.start(bucket, {"path": f"s3://{bucket}/m"}, reloading)
-            samples = []
-            for version in range(2, reloads + 2):
-                body = tagged_model(float(version))
-                # Uploads land at random moments, as in life: else polling would be measured in phase with its scans.
-                time.sleep(random.uniform(0, polling_interval if mode == "polling" else 0.2))
-                self.s3.put_object(Bucket=bucket, Key=f"m/{version}/model.pkl", Body=body)
-                self.s3.put_object(Bucket=bucket, Key=f"m/{version}/{MARKER}", Body=b"")
-                samples.append(time_until_served(server, float(version)))
-            server.stop()
-            results[mode] = samples
+    def latency(self, reloads: int, polling_interval: float, modes: list[str]) -> None:
+        """Interleaved rounds: in each, one reload per mode in a shuffled order, so all modes see the same host."""
+        runs = [self._latency_run(mode) for mode in modes if mode != "polling"]
+        try:
+            for _ in range(reloads):
+                random.shuffle(runs)
+                for run in runs:
+                    time.sleep(random.uniform(0, 0.2))  # de-phase from the long polls' and the scans' rhythm
+                    run.reload()
+        finally:
+            for run in runs:
+                run.close()
+        if "polling" in modes:
+            runs.append(self._polling_run(reloads, polling_interval))
+        by_mode = {run.mode: run for run in runs}
         print(f"\n## 1. Reload latency: marker written -> first answer from the new version ({reloads} reloads)\n")
-        print("| mode | p50 | p95 | max |")
-        print("|---|---|---|---|")
-        for mode, samples in results.items():
-            label = "events (SQS)" if mode == "event" else f"polling every {polling_interval:g} s (Cortex)"
-            print(f"| {label} | {ms(pct(samples, 50))} | {ms(pct(samples, 95))} | {ms(max(samples))} |")
-        ratio = pct(results["polling"], 50) / pct(results["event"], 50)
-        print(f"\nevents are {ratio:.0f}x faster than polling at p50")
+        print(f"Load average at the end: {load_average()}.\n")
+        print("| mode | p50 | p95 | max | p50 / floor of its source |")
+        print("|---|---|---|---|---|")
+        for run in sorted(runs, key=lambda r: LATENCY_MODES.index(r.mode)):
+            floor = by_mode.get(run.floor_mode) if run.floor_mode else None
+            ratio = f"{pct(run.samples, 50) / pct(floor.samples, 50):.2f}x" if floor and floor.samples else "-"
+            cells = [ms(pct(run.samples, 50)), ms(pct(run.samples, 95)), ms(max(run.samples)), ratio]
+            print(f"| {LABELS[run.mode]} | " + " | ".join(cells) + " |")
+        if "queue" in by_mode and "topic" in by_mode:
+            gap = pct(by_mode["topic"].samples, 50) - pct(by_mode["queue"].samples, 50)
+            print(f"\ntopic mode (1 replica) - queue mode at p50: {gap * 1000:+.0f} ms")
+        if "polling" in by_mode and "queue" in by_mode:
+            ratio = pct(by_mode["polling"].samples, 50) / pct(by_mode["queue"].samples, 50)
+            print(f"events (queue mode) are {ratio:.0f}x faster than polling at p50")
+        staged = sorted((run for run in runs if run.stages), key=lambda r: LATENCY_MODES.index(r.mode))
+        if staged:
+            print("\n**Where the time goes** (p50 per stage, from the agent's own `reloader_reload_stage_seconds`;")
+            print("the first answer: the bench's first answer from the new version minus the agent's swap;")
+            print("the floors' own stages as they timed them)\n")
+            print("| mode | " + " | ".join(STAGES.values()) + " | sum of p50s |")
+            print("|---|" + "---|" * (len(STAGES) + 1))
+            for run in staged:
+                medians = {stage: statistics.median(run.stages[stage]) for stage in STAGES if run.stages.get(stage)}
+                cells = [f"{medians[stage] * 1000:.1f}" if stage in medians else "-" for stage in STAGES]
+                total = sum(medians.values()) * 1000
+                print(f"| {LABELS[run.mode]} | " + " | ".join(cells) + f" | {total:.1f} |")
+            print(
+                "\n(ms; S3 event time -> message received -> reconcile started -> listed -> downloaded -> "
+                "loaded -> swapped -> first answer)"
+            )
+
+    def _latency_run(self, mode: str) -> LatencyRun:
+        bucket = self.bucket()
+        models = Models(self.s3, bucket)
+        models.put_version("m", 1, tag=1.0, marker=MARKER)
+        if mode == "floor-queue":
+            return FloorRun(mode, self.url, bucket, notify_queue(self.s3, self.sqs, bucket), "m/")
+        if mode == "floor-topic":
+            topic = notify_topic(self.s3, self.sns, bucket)
+            return FloorRun(mode, self.url, bucket, subscribed_queue(self.sqs, self.sns, topic), "m/")
+        reloading: dict[str, object] = {"ready_marker": MARKER, "jitter": 0, "interval": 3600}
+        replicas = 3 if mode == "topic3" else 1
+        if mode == "queue":
+            reloading["queue_url"] = notify_queue(self.s3, self.sqs, bucket)
+        else:
+            reloading.update(topic_arn=notify_topic(self.s3, self.sns, bucket), queue_prefix=f"bench{bucket[-6:]}")
+        servers = []
+        for replica in range(replicas):
+            if mode != "queue":
+                reloading["replica_id"] = f"r{replica}"
+            servers.append(self.start(f"{bucket}-{replica}", {"path": f"s3://{bucket}/m"}, reloading))
+        return AgentRun(mode, self.s3, bucket, servers)
+
+    def _polling_run(self, reloads: int, polling_interval: float) -> LatencyRun:
+        bucket = self.bucket()
+        Models(self.s3, bucket).put_version("m", 1, tag=1.0, marker=MARKER)
+        reloading: dict[str, object] = {"ready_marker": MARKER, "jitter": 0, "interval": polling_interval}
+        run = AgentRun("polling", self.s3, bucket, [self.start(bucket, {"path": f"s3://{bucket}/m"}, reloading)])
+        try:
+            for _ in range(reloads):
+                time.sleep(random.uniform(0, polling_interval))  # uploads land at random moments of the scan cycle
+                run.reload()
+        finally:
+            run.close()
+        run.stages.clear()  # the stages are those of event-driven loads
+        return run
 
     # -- 2. idle cost -----------------------------------------------------------------------
     def idle(self, seconds: float, polling_interval: float) -> None:
@@ -199,6 +265,204 @@ class Bench:
                 f"\np50 with {last[0]:,} models / p50 with {first[0]:,}: {ratio:.2f}; without the time S3 spends "
                 f"listing (p50 - LISTs x mean LIST time): {ms(own[0])} and {ms(own[1])}, ratio {own[1] / own[0]:.2f}"
             )
+
+
+LATENCY_MODES = ["floor-queue", "queue", "floor-topic", "topic", "topic3", "polling"]
+LABELS = {
+    "floor-queue": "floor, S3 -> SQS: bare boto3 (receive, LIST, parallel GETs)",
+    "queue": "ours, queue mode (S3 -> SQS)",
+    "floor-topic": "floor, S3 -> SNS -> SQS: bare boto3 (receive, LIST, parallel GETs)",
+    "topic": "ours, topic mode, 1 replica",
+    "topic3": "ours, topic mode, 3 replicas on one topic (every replica's answer)",
+    "polling": "ours, polling every 10 s (Cortex's interval)",
+}
+FLOOR_OF = {"queue": "floor-queue", "topic": "floor-topic", "topic3": "floor-topic"}
+# The agent's stages (reloader_reload_stage_seconds), then the bench's own: the first answer after the swap.
+STAGES = {
+    "delivery": "event -> received",
+    "dispatch": "-> reconcile",
+    "list": "-> listed",
+    "download": "-> downloaded",
+    "load": "-> loaded",
+    "swap": "-> swapped",
+    "answer": "-> first answer",
+}
+
+
+class LatencyRun:
+    """One mode of the latency table: `reload()` writes a new version and records how long it took."""
+
+    def __init__(self, mode: str, s3: Any, bucket: str) -> None:
+        self.mode = mode
+        self.floor_mode = FLOOR_OF.get(mode)
+        self.s3 = s3
+        self.bucket = bucket
+        self.version = 1
+        self.samples: list[float] = []
+        self.stages: dict[str, list[float]] = {}
+
+    def write_version(self) -> float:
+        """Upload the next version (model, then marker); return its tag. Timing starts when this returns."""
+        self.version += 1
+        tag = float(self.version)
+        self.s3.put_object(Bucket=self.bucket, Key=f"m/{self.version}/model.pkl", Body=tagged_model(tag))
+        self.s3.put_object(Bucket=self.bucket, Key=f"m/{self.version}/{MARKER}", Body=b"")
+        return tag
+
+    def reload(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class AgentRun(LatencyRun):
+    """`reloader serve` replicas, measured from outside by polling their HTTP API."""
+
+    def __init__(self, mode: str, s3: Any, bucket: str, servers: list[Server]) -> None:
+        super().__init__(mode, s3, bucket)
+        self.servers = servers
+
+    def reload(self) -> None:
+        before = [stage_totals(server) for server in self.servers]
+        tag = self.write_version()
+        answered = times_until_served(self.servers, tag)
+        for server, previous, (seconds, answered_at) in zip(self.servers, before, answered, strict=True):
+            self.samples.append(seconds)
+            after = stage_totals(server)
+            for stage, (count, total) in after.items():
+                done = count - previous.get(stage, (0.0, 0.0))[0]
+                if done >= 1:
+                    self.stages.setdefault(stage, []).append((total - previous.get(stage, (0.0, 0.0))[1]) / done)
+            loaded_at = next(iter(server.models().values()))["versions"][str(self.version)]["loaded_at"]
+            swap = self.stages["swap"][-1] if "swap" in after else 0.0
+            self.stages.setdefault("answer", []).append(max(0.0, answered_at - loaded_at - swap))
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+class FloorRun(LatencyRun):
+    """The floor: what a bare boto3 client needs for the same work, with its long poll in flight like ours.
+
+    Receive the marker's event from a queue, one LIST of the prefix the agent lists (the model's),
+    then GET the version's objects (the marker excepted, as the agent does) in parallel, into memory.
+    """
+
+    def __init__(self, mode: str, url: str, bucket: str, queue_url: str, prefix: str) -> None:
+        super().__init__(mode, boto3.client("s3", endpoint_url=url), bucket)
+        self.sqs = boto3.client("sqs", endpoint_url=url)
+        self.queue_url = queue_url
+        self.prefix = prefix
+        self.gets = ThreadPoolExecutor(10)
+        self.done: dict[str, float] = {}
+        self.arrived = threading.Condition()
+        self.stopping = threading.Event()
+        self.receipts: list[str] = []
+        self.receiver = threading.Thread(target=self._receive, daemon=True)
+        self.receiver.start()
+
+    def _receive(self) -> None:
+        while not self.stopping.is_set():
+            response = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=20)
+            received = time.time()
+            for message in response.get("Messages", ()):
+                self.receipts.append(message["ReceiptHandle"])
+                for record in json.loads(message["Body"]).get("Records", ()):
+                    key = record["s3"]["object"]["key"]
+                    if key.endswith("/" + MARKER):
+                        self._fetch(key[: -len(MARKER)], event_time(record["eventTime"]), received)
+
+    def _fetch(self, version_prefix: str, event: float, received: float) -> None:
+        listing = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix)
+        listed = time.time()
+        keys = [
+            item["Key"]
+            for item in listing.get("Contents", ())
+            if item["Key"].startswith(version_prefix) and not item["Key"].endswith("/" + MARKER)
+        ]
+        bodies = list(self.gets.map(lambda key: self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read(), keys))
+        assert bodies, f"nothing listed under {version_prefix}"
+        downloaded = time.time()
+        for stage, start, end in (
+            ("delivery", event, received),
+            ("list", received, listed),
+            ("download", listed, downloaded),
+        ):
+            self.stages.setdefault(stage, []).append(max(0.0, end - start))
+        with self.arrived:
+            self.done[version_prefix] = time.perf_counter()
+            self.arrived.notify_all()
+
+    def reload(self) -> None:
+        self.write_version()
+        started = time.perf_counter()
+        prefix = f"m/{self.version}/"
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: prefix in self.done, timeout=60):
+                raise TimeoutError(f"the floor client saw no event for {prefix} within 60 s")
+        self.samples.append(self.done[prefix] - started)
+        receipts, self.receipts = self.receipts, []
+        for start in range(0, len(receipts), 10):
+            entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipts[start : start + 10])]
+            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+
+    def close(self) -> None:
+        self.stopping.set()  # the long poll in flight ends on its own (a daemon thread)
+        self.gets.shutdown()
+
+
+def times_until_served(servers: list[Server], tag: float, timeout: float = 60) -> list[tuple[float, float]]:
+    """Per server, (seconds from now, wall time) of its first answer with `tag`, polling each as fast as it answers."""
+    started = time.perf_counter()
+    deadline = started + timeout
+    answered: dict[int, tuple[float, float]] = {}
+    while len(answered) < len(servers):
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"version with tag {tag} not served within {timeout} s")
+        for index, server in enumerate(servers):
+            if index in answered:
+                continue
+            response = server.http.post("/", json={})
+            if response.status_code == 200 and response.json()["prediction"] == tag:
+                answered[index] = (time.perf_counter() - started, time.time())
+    return [answered[index] for index in range(len(servers))]
+
+
+def stage_totals(server: Server) -> dict[str, tuple[float, float]]:
+    """Per stage, (count, seconds) the agent has recorded in reloader_reload_stage_seconds so far."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(server.http.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name.startswith("reloader_reload_stage_seconds_"):
+                entry = totals.setdefault(sample.labels["stage"], [0.0, 0.0])
+                if sample.name.endswith("_count"):
+                    entry[0] = sample.value
+                elif sample.name.endswith("_sum"):
+                    entry[1] = sample.value
+    return {stage: (count, total) for stage, (count, total) in totals.items()}
+
+
+def subscribed_queue(sqs: Any, sns: Any, topic_arn: str) -> str:
+    """A queue subscribed to the topic with raw delivery, as each replica's own queue is; returns its URL."""
+    name = f"floor-{uuid.uuid4().hex[:10]}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    return str(url)
+
+
+def event_time(text: str) -> float:
+    """An S3 event record's eventTime (ISO 8601, UTC) in seconds since the epoch."""
+    return datetime.fromisoformat(text).timestamp()
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} (1 min), {five:.2f} (5 min), {fifteen:.2f} (15 min)"
 
 
 def time_until_served(server: Server, tag: float, model: str | None = None, timeout: float = 60) -> float:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+import botocore.session
+import botocore.utils
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
@@ -38,9 +41,27 @@ PERMANENT_CODES = frozenset(
 
 
 def client(service: str, **kwargs: Any) -> Any:
-    """A boto3 client with retries in standard mode and short connect timeouts."""
+    """A boto3 client with retries in standard mode, short connect timeouts and a fast timestamp parser."""
     config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
-    return boto3.session.Session().client(service, config=config, **kwargs)  # type: ignore[call-overload]
+    core = botocore.session.get_session()
+    # botocore parses every timestamp with dateutil (about 0.1 ms each, so 4 ms of CPU for a LIST of 40
+    # objects); the AWS CLI replaces the parser the same way.
+    core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
+    session = boto3.session.Session(botocore_session=core)
+    return session.client(service, config=config, **kwargs)  # type: ignore[call-overload]
+
+
+def parse_timestamp(value: str | int | float) -> datetime:
+    """An AWS timestamp as a timezone-aware datetime: ISO 8601 (response bodies) at C speed, else botocore's way."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    fallback: datetime = botocore.utils.parse_timestamp(value)
+    return fallback
 
 
 def error_code(error: ClientError) -> str:

@@ -7,7 +7,8 @@ download lands inside its destination folder or is refused.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,11 @@ from s3transfer.manager import TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
 from agent.boundaries.aws import count_calls, translated
-from agent.domain.errors import ObjectChangedError, TemporaryError, UnsafeKeyError
+from agent.domain.errors import ObjectChangedError, ReloaderError, TemporaryError, UnsafeKeyError
 from agent.domain.locations import S3Location
 from agent.domain.versions import ObjectInfo, Page, unsafe_key_reason
+
+CHUNK = 1024 * 1024  # bytes written at a time by a plain GET
 
 
 class S3:
@@ -29,11 +32,15 @@ class S3:
         client: Any,
         concurrency: int = 10,
         on_request: Callable[[str, float], None] | None = None,
+        multipart_threshold: int = TransferConfig().multipart_threshold,
     ) -> None:
         self._client = client
         self._concurrency = concurrency
         # One transfer manager for every download: its thread pools are made once, not per version.
-        self._downloads = TransferManager(client, TransferConfig(max_concurrency=concurrency, use_threads=True))
+        config = TransferConfig(max_concurrency=concurrency, use_threads=True, multipart_threshold=multipart_threshold)
+        self._downloads = TransferManager(client, config)
+        self._multipart_threshold = multipart_threshold  # objects below it: one plain GET each
+        self._gets = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="s3-get")  # made once, lazily
         # Every GET of a download carries IfMatch with the ETag we listed: an object replaced since the
         # listing fails with 412 instead of mixing old and new files into one version.
         self._expected_etags: dict[tuple[str, str], str] = {}
@@ -43,6 +50,7 @@ class S3:
 
     def close(self) -> None:
         self._downloads.shutdown()
+        self._gets.shutdown()
 
     def list(self, location: S3Location) -> list[ObjectInfo]:
         """Every object under the location, keys relative to it."""
@@ -70,23 +78,41 @@ class S3:
 
         Each GET is pinned to the listed ETag: if an object changed or vanished since the listing,
         ObjectChangedError says so (a fresh listing will be read). What lands is exactly what was listed.
+        Objects below s3transfer's multipart threshold are one plain GET each (the first on this thread):
+        for them s3transfer's queues and thread hand-offs cost more than the GET itself.
         """
         targets = [(obj, location.key_prefix + obj.key, safe_path(destination, obj.key)) for obj in objects]
         for _, _, target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
-        pins = {(location.bucket, key): obj.etag for obj, key, _ in targets if obj.etag}
+        small = [(obj, key, target) for obj, key, target in targets if obj.size < self._multipart_threshold]
+        large = [(obj, key, target) for obj, key, target in targets if obj.size >= self._multipart_threshold]
+        pins = {(location.bucket, key): obj.etag for obj, key, _ in large if obj.etag}
         self._expected_etags.update(pins)
-        futures: list[Future[Any]] = []
+        waits: list[Callable[[], Any]] = []
         try:
             with translated(f"downloading {location}"):
-                for obj, key, target in targets:
+                for obj, key, target in large:
                     hints = [_Hints(obj.size, obj.etag)]
-                    futures.append(self._downloads.download(location.bucket, key, str(target), subscribers=hints))
-                for future in futures:
-                    _result_or_changed(future, location)
+                    waits.append(self._downloads.download(location.bucket, key, str(target), subscribers=hints).result)
+                for obj, key, target in small[1:]:
+                    waits.append(self._gets.submit(self._get, location.bucket, key, obj.etag, target).result)
+                if small:
+                    obj, key, target = small[0]
+                    waits.insert(0, partial(self._get, location.bucket, key, obj.etag, target))
+            # Every transfer is waited for, so none still writes into the folder once this returns or raises.
+            errors = [error for error in (_outcome(wait, location) for wait in waits) if error is not None]
+            if errors:
+                raise errors[0]
         finally:
             for pin in pins:
                 self._expected_etags.pop(pin, None)
+
+    def _get(self, bucket: str, key: str, etag: str, target: Path) -> None:
+        arguments = {"Bucket": bucket, "Key": key, **({"IfMatch": f'"{etag}"'} if etag else {})}
+        body = self._client.get_object(**arguments)["Body"]
+        with open(target, "wb") as file:
+            for chunk in body.iter_chunks(CHUNK):
+                file.write(chunk)
 
     def _pin_etag(self, params: dict[str, Any], **_: Any) -> None:
         etag = self._expected_etags.get((params.get("Bucket", ""), params.get("Key", "")))
@@ -127,9 +153,19 @@ def safe_path(destination: Path, key: str) -> Path:
     return target
 
 
-def _result_or_changed(future: Future[Any], location: S3Location) -> None:
+def _outcome(wait: Callable[[], Any], location: S3Location) -> ReloaderError | None:
+    """The error of one transfer, translated (None when it succeeded)."""
     try:
-        future.result()
+        with translated(f"downloading {location}"):
+            _result_or_changed(wait, location)
+    except ReloaderError as error:
+        return error
+    return None
+
+
+def _result_or_changed(wait: Callable[[], Any], location: S3Location) -> None:
+    try:
+        wait()
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "412", "PreconditionFailed"):
             raise ObjectChangedError(f"an object of {location} was removed or replaced while downloading") from error

@@ -23,6 +23,7 @@ class Request:
     event_time: float | None = None
     from_scan: bool = False
     keys: frozenset[str] | None = None  # the changed keys (relative to the model) an event named; None: look
+    received: float | None = None  # when the event's message was received (reloader_reload_stage_seconds)
     # Versions a request (get_model) needs loaded now (multi-model caching): the index says what S3
     # holds, so such a reconcile lists nothing unless merged with one that must.
     demand: frozenset[int] = frozenset()
@@ -49,7 +50,8 @@ def merge(requests: Sequence[Request]) -> Request:
     keys = None
     if all(r.keys is not None for r in looks):
         keys = frozenset().union(*(r.keys for r in looks if r.keys is not None))
-    return Request(objects, min(times, default=None), all(r.from_scan for r in looks), keys, demand)
+    received = min((r.received for r in looks if r.received is not None), default=None)
+    return Request(objects, min(times, default=None), all(r.from_scan for r in looks), keys, received, demand)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import replace
 
 from agent.boundaries.sqs import Message, Queue
 from agent.domain.errors import PermanentError, ReloaderError
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 RETRY_VISIBILITY = 10  # seconds before a message whose reload hit a temporary failure is seen again
 BACKOFF_MAX = 10.0  # seconds, the longest wait between receive attempts while SQS is unreachable
+ACK_WINDOW = 0.1  # seconds the acknowledger waits for more finished messages to delete in one call
 BAD_MESSAGE_RECEIVES = 5  # without a redrive policy, an unparseable message is deleted at this delivery
 
 
@@ -91,8 +94,9 @@ class QueueConsumer:
                 continue
             self._report(None)
             delay = 1.0
+            received = self._scheduler.now()
             for message in messages:
-                self._dispatch(message)
+                self._dispatch(message, received)
 
     def _recreate(self) -> None:
         assert self._on_queue_missing is not None
@@ -101,7 +105,7 @@ class QueueConsumer:
         except ReloaderError as error:
             log.debug("recreating the queue failed: %s", error)
 
-    def _dispatch(self, message: Message) -> None:
+    def _dispatch(self, message: Message, received: float) -> None:
         context = {"message_id": message.id, "queue": self._queue.url}
         try:
             events = parse_message(message.body)
@@ -122,7 +126,10 @@ class QueueConsumer:
         if not routed.models:
             self._done.put((message, True))
             return
-        futures = [self._workers.request(model, request) for model, request in routed.models.items()]
+        futures = [
+            self._workers.request(model, replace(request, received=received))
+            for model, request in routed.models.items()
+        ]
         _when_all(futures, lambda ok: self._done.put((message, ok)))
 
     def _bad_message(self, message: Message, error: BadMessage, context: dict[str, str]) -> None:
@@ -156,9 +163,13 @@ class QueueConsumer:
         while not self._stop.is_set() or not self._done.empty():
             first = self._done.get()  # stop() puts an empty message to wake it
             batch = [first]
+            # Wait a moment for more: an upload's events come in a burst (its files, then its marker), and
+            # one delete for all of them, after the marker's reload, keeps that call out of the reload's way.
+            until = time.monotonic() + ACK_WINDOW
             while len(batch) < 10:
                 try:
-                    batch.append(self._done.get_nowait())
+                    wait = 0.0 if self._stop.is_set() else max(0.0, until - time.monotonic())
+                    batch.append(self._done.get(timeout=wait) if wait else self._done.get_nowait())
                 except queue.Empty:
                     break
             self._acknowledge([m for m, ok in batch if ok and m.receipt])

@@ -87,6 +87,7 @@ class Reconciler:
                 return Outcome(model)
             look = False  # only the versions a request asked for: the index knows them
         now = self._scheduler.now()
+        timeline = _Timeline.of(request, now)
         if request.event_time is not None:
             state = retry_now(state, versions, now)
         source = self._models.source(model)
@@ -100,6 +101,8 @@ class Reconciler:
             except ReloaderError as error:
                 self._publish(model, before, replace(state, error=f"cannot list the model: {error}"))
                 return Outcome(model, error=str(error), temporary=isinstance(error, TemporaryError))
+            if timeline is not None:
+                timeline.listed = self._scheduler.now()
             listing = discover(objects, self._settings.ready_marker, self._completeness)
             observed = observe(state, listing, now, request.from_scan, self.count_drift)
             state = observed.state
@@ -113,8 +116,9 @@ class Reconciler:
         planned = plan(state, fingerprints, now, self._settle, eager)
         self._index.publish(model, replace(state, loading=planned.loads))
         assert source is not None or not planned.loads
+        location = source.location if source else None
         results = [
-            self._act(model, state, action, source.location if source else None, action.version in request.demand)
+            self._act(model, state, action, location, action.version in request.demand, timeline)
             for action in planned.actions
         ]
         recorded = record(state, planned, results, self._scheduler.now(), self._backoff)
@@ -128,18 +132,32 @@ class Reconciler:
         return replace(_outcome(model, planned, results), served=served)
 
     def _act(
-        self, model: str, state: ModelState, action: Load | Unload, location: Location | None, cold: bool
+        self,
+        model: str,
+        state: ModelState,
+        action: Load | Unload,
+        location: Location | None,
+        cold: bool = False,
+        timeline: _Timeline | None = None,
     ) -> Result:
         if isinstance(action, Unload):
             return self._unload(model, action)
         assert location is not None
         self._residency.begin_load(model, action.version)
         try:
-            return self._load(model, state, location, action, cold)
+            return self._load(model, state, location, action, cold, timeline)
         finally:
             self._residency.end_load(model, action.version)
 
-    def _load(self, model: str, state: ModelState, location: Location, action: Load, cold: bool = False) -> Result:
+    def _load(
+        self,
+        model: str,
+        state: ModelState,
+        location: Location,
+        action: Load,
+        cold: bool = False,
+        timeline: _Timeline | None = None,
+    ) -> Result:
         """Download (unless the folder is on disk), load, swap in: for the reconciler's own loads and for
         the cold loads requests ask for (`cold`), the same code."""
         listing = action.listing
@@ -172,6 +190,7 @@ class Reconciler:
         now = self._scheduler.now()
         served = Served(version, listing.fingerprint, folder, value, now, self._loader.describe(value))
         swapped = self._residency.swap_in(model, served)
+        swapped_at = self._scheduler.now()
         del value, served
         old = swapped.replaced
         if old is not None and old.path != folder:
@@ -186,6 +205,8 @@ class Reconciler:
         announced = state.announced(version)
         if announced is not None:
             self._metrics.reload_latency.labels(model).observe(max(0.0, now - announced))
+            if timeline is not None:
+                self._metrics.stages(timeline.event, timeline.marks(downloaded, now, swapped_at))
         verb = "reloaded (updated in place)" if action.replaces else "loaded"
         logger.info("%s %s version %s (%.3f s)", verb, model, version, now - started)
         return Loaded(version, now)
@@ -240,6 +261,32 @@ class Reconciler:
                 logger.error("%s: %s; loaded versions keep serving", model, state.error)
             elif before.error:
                 logger.info("%s: recovered", model)
+
+
+@dataclass
+class _Timeline:
+    """When an event-driven reconcile passed each stage (the scheduler's clock), for reloader_reload_stage_seconds."""
+
+    event: float  # the S3 event's time: of the earliest event merged into this reconcile
+    received: float
+    started: float
+    listed: float = 0.0
+
+    @classmethod
+    def of(cls, request: Request, now: float) -> _Timeline | None:
+        if request.received is None or request.event_time is None:
+            return None
+        return cls(request.event_time, request.received, now, now)
+
+    def marks(self, downloaded: float, loaded: float, swapped: float) -> list[tuple[str, float]]:
+        return [
+            ("delivery", self.received),
+            ("dispatch", self.started),
+            ("list", self.listed),
+            ("download", downloaded),
+            ("load", loaded),
+            ("swap", swapped),
+        ]
 
 
 def _nothing(when: float, model: str) -> None:

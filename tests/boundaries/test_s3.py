@@ -11,22 +11,36 @@ from agent.domain.locations import S3Location
 pytestmark = pytest.mark.localstack
 
 
-def test_a_download_lands_what_was_listed(s3_client, bucket, tmp_path):
+# Objects below the threshold are plain GETs (the first on the caller's thread, the others on a pool),
+# those above go through s3transfer: the same results either way.
+THRESHOLDS = [
+    pytest.param(8 * 1024 * 1024, id="plain-gets"),
+    pytest.param(15, id="mixed"),
+    pytest.param(1, id="s3transfer"),
+]
+
+
+@pytest.mark.parametrize("threshold", THRESHOLDS)
+def test_a_download_lands_what_was_listed(s3_client, bucket, tmp_path, threshold):
     s3_client.put_object(Bucket=bucket, Key="m/1/a.bin", Body=b"a" * 10)
     s3_client.put_object(Bucket=bucket, Key="m/1/sub/b.bin", Body=b"b" * 20)
-    s3 = S3(s3_client)
+    s3_client.put_object(Bucket=bucket, Key="m/1/c.bin", Body=b"c" * 12)
+    s3 = S3(s3_client, multipart_threshold=threshold)
     location = S3Location(bucket, "m/1")
     listed = s3.list(location)
-    assert sorted((o.key, o.size) for o in listed) == [("a.bin", 10), ("sub/b.bin", 20)]
+    assert sorted((o.key, o.size) for o in listed) == [("a.bin", 10), ("c.bin", 12), ("sub/b.bin", 20)]
     s3.download(location, listed, tmp_path)
     assert (tmp_path / "a.bin").read_bytes() == b"a" * 10 and (tmp_path / "sub" / "b.bin").read_bytes() == b"b" * 20
+    assert (tmp_path / "c.bin").read_bytes() == b"c" * 12
     s3.close()
 
 
-def test_an_object_replaced_after_the_listing_is_refused_not_mixed_in(s3_client, bucket, tmp_path):
-    # GIVEN a listing of a version
+@pytest.mark.parametrize("threshold", THRESHOLDS)
+def test_an_object_replaced_after_the_listing_is_refused_not_mixed_in(s3_client, bucket, tmp_path, threshold):
+    # GIVEN a listing of a version (the object that changes is not the first: a pool's or s3transfer's)
+    s3_client.put_object(Bucket=bucket, Key="m/1/0.bin", Body=b"first" * 4)
     s3_client.put_object(Bucket=bucket, Key="m/1/a.bin", Body=b"old")
-    s3 = S3(s3_client)
+    s3 = S3(s3_client, multipart_threshold=threshold)
     location = S3Location(bucket, "m/1")
     listed = s3.list(location)
     # WHEN the object is replaced before the download
