@@ -185,7 +185,7 @@ class Reconciler:
             previous = entry.failure if entry is not None else None
             if previous is None or previous.fingerprint != listing.fingerprint:  # the traceback once, not per retry
                 logger.exception("load_model failed for %s version %s", model, version)
-            self._store.remove(folder)
+            self._residency.discard(folder)  # its content failed: not kept on disk
             return self._failed(model, state, listing, f"load_model raised {type(error).__name__}: {error}", None)
         now = self._scheduler.now()
         served = Served(version, listing.fingerprint, folder, value, now, self._loader.describe(value))

@@ -71,6 +71,9 @@ class Residency(Protocol):
     def observed(self, model: str, state: ModelState) -> None:
         """The model's new index value: folders of contents S3 no longer holds go."""
 
+    def discard(self, folder: Path) -> None:
+        """A folder whose load failed: removed now (nothing serves from it)."""
+
 
 class EveryVersion:
     """No caching: every loadable version is loaded and its folder kept while it serves."""
@@ -106,6 +109,9 @@ class EveryVersion:
 
     def observed(self, model: str, state: ModelState) -> None:
         pass
+
+    def discard(self, folder: Path) -> None:
+        self._store.remove(folder)
 
 
 @dataclass(frozen=True)
@@ -251,6 +257,12 @@ class LruCache:
                 self._gauges()
         for path, folder in stale_folders:
             self._retire(path, folder)
+
+    def discard(self, folder: Path) -> None:
+        with self._lock:
+            self._forget_folder(folder)
+            self._gauges()
+        self._store.remove(folder)
 
     # -- views (any thread) ------------------------------------------------------------------
     def on_disk(self) -> dict[str, set[int]]:
