@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench venv localstack-install prometheus-install clean
+.PHONY: demo test lint bench bench-cache venv localstack-install prometheus-install clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -54,3 +54,6 @@ clean:
 
 bench: venv localstack-install
 	$(BIN)/python -m bench.reload
+
+bench-cache: venv localstack-install
+	$(BIN)/python -m bench.cache

@@ -87,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="serve an API spec: load every model, keep it equal to S3, answer HTTP (or gRPC)",
+        help="serve an API spec: keep its models equal to S3 (every version loaded, or with cache_size an LRU "
+        "loaded on request), answer HTTP (or gRPC)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve one API of a Cortex 0.35 API spec. Exits with status 2 on an invalid spec. "
         "With handler.protobuf_path it is a gRPC API: --port serves the .proto's service (with the gRPC health "
@@ -219,7 +220,9 @@ class Service:
                 self.runtime.completeness,
                 self.scheduler,
                 self.runtime.lifecycle,
+                cache=spec.cache,
             )
+            self.runtime.serve_through(self.agent.lookup)
             self.agent.event_sources += event_sources(api.name, settings, self.agent)
         http_handler = None if self.proto else self.handler  # a gRPC API's HTTP port has no `/`
         self.shutdown = Shutdown(api.reloading.shutdown_drain, api.reloading.shutdown_timeout)
@@ -316,6 +319,12 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
         raise SpecError(
             f"handler.type: `reloader agent` keeps a TF Serving equal to S3 and needs type tensorflow, "
             f"found {spec.api.handler.type!r}; serve a python handler with `reloader serve`"
+        )
+    if not with_handler and spec.cache is not None:
+        raise SpecError(
+            f"handler.models.cache_size: `reloader agent` answers no predictions, so with caching (found "
+            f"cache_size: {spec.cache.memory}) nothing would ever be loaded; run `reloader serve` for caching, "
+            "or remove cache_size and disk_cache_size"
         )
     logs.configure(spec.api.handler.log_level)
     not_applicable = spec.not_applicable_fields()

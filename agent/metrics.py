@@ -5,11 +5,13 @@ A leaf module: every layer may record into it; it imports nothing of ours.
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
@@ -83,6 +85,40 @@ class Metrics:
             registry=r,
         )
 
+        # Multi-model caching: no model label (10,000 models would be 10,000 series).
+        self.cache_hits = FastCounter()  # on every cached request's path: no lock
+        self.cache_misses = FastCounter()
+        r.register(
+            _Counted(
+                "reloader_cache_requests",
+                "get_model / predict lookups with caching on: hit (in memory) or miss (a cold load).",
+                "result",
+                {"hit": self.cache_hits, "miss": self.cache_misses},
+            )
+        )
+        self.cache_evictions = Counter(
+            "reloader_cache_evictions_total",
+            "Entries evicted by the LRU: from memory (cache_size) or folders from disk (disk_cache_size).",
+            ["where"],
+            registry=r,
+        )
+        self.cold_load_seconds = Histogram(
+            "reloader_cold_load_seconds",
+            "A cold load asked for by a request, by phase: download (0 when the folder was on disk) and load.",
+            ["phase"],
+            buckets=RELOAD_BUCKETS,
+            registry=r,
+        )
+        self.cache_loads_in_flight = Gauge(
+            "reloader_cache_loads_in_flight", "Entries being loaded (cold loads and eager refreshes).", registry=r
+        )
+        self.cache_entries = Gauge(
+            "reloader_cache_entries",
+            "Entries in memory, version folders on disk, and folders retiring (removed after retire_after).",
+            ["where"],
+            registry=r,
+        )
+
     def track_replica_state(self, read: Callable[[], tuple[Mapping[str, Any], bool]]) -> None:
         """Expose the gauges computed at each scrape from `read()`: (the `/models` snapshot, ready or not)."""
         self.registry.register(ReplicaStateCollector(read))
@@ -105,6 +141,42 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+class FastCounter:
+    """A counter for a hot path: `inc()` is one `next()` of an itertools.count, atomic in CPython and
+    without the lock prometheus-client's Counter takes (which cost more than a cache hit itself)."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count()
+        self._reads = 0  # each read consumes one step of the counter
+        self._lock = threading.Lock()
+
+    def inc(self) -> None:
+        next(self._counter)
+
+    @property
+    def value(self) -> int:
+        with self._lock:
+            value = next(self._counter) - self._reads
+            self._reads += 1
+            return value
+
+
+class _Counted:
+    """A Prometheus collector of FastCounters, one label value each."""
+
+    def __init__(self, name: str, documentation: str, label: str, counters: dict[str, FastCounter]) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._label = label
+        self._counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=[self._label])
+        for value, counter in self._counters.items():
+            family.add_metric([value], counter.value)
+        yield family
+
+
 VERSION_STATES = ("loading", "ready", "failed", "waiting")
 
 
@@ -114,6 +186,8 @@ def versions_by_state(snapshot: Mapping[str, Any]) -> dict[tuple[str, str], int]
     counts = {}
     for model, status in snapshot.items():
         states = [version["state"] for version in status.get("versions", {}).values()]
+        if states and not any(state in VERSION_STATES for state in states):
+            continue  # with caching: only in S3 or on disk ("available"); 10,000 such models, no series
         for state in VERSION_STATES:
             counts[(model, state)] = states.count(state)
     return counts

@@ -22,7 +22,7 @@ from agent.domain.settings import ReloadingSettings
 from agent.domain.versions import CompletenessCheck
 from agent.engine.agent import CleanStore, Lifecycle
 from agent.engine.loaders import Loader, PythonLoader
-from agent.engine.registry import Registry
+from agent.engine.registry import Lookup, Registry
 from agent.engine.scheduler import Scheduler
 from agent.engine.tfserving import TFServingAPI, TFServingLoader
 from agent.metrics import Metrics
@@ -42,8 +42,13 @@ class PythonRuntime:
     def __init__(self, registry: Registry, settings: ReloadingSettings, model_dir: Path, scheduler: Scheduler) -> None:
         self.store = ModelStore(model_dir, retire_after=settings.retire_after, later=scheduler.call_later)
         self.lifecycle: Lifecycle = CleanStore(self.store)
-        self.clients: dict[str, Any] = {"model_client": ModelClient(registry)}
+        self._client = ModelClient(registry)
+        self.clients: dict[str, Any] = {"model_client": self._client}
         self._loader: Loader | None = None
+
+    def serve_through(self, lookup: Lookup) -> None:
+        """With caching, requests find their model through the cache, which loads on demand."""
+        self._client.lookup = lookup
 
     def attach(self, handler: Any) -> None:
         load_model = getattr(handler, "load_model", None)
@@ -94,10 +99,15 @@ class TFServingRuntime:
             predictor = tfserving
         from agent.api.tensorflow_client import TensorFlowClient
 
-        self.clients = {"tensorflow_client": TensorFlowClient(registry, predictor)}
+        self._client = TensorFlowClient(registry, predictor)
+        self.clients = {"tensorflow_client": self._client}
         base_dir = settings.tfserving_model_dir or str(model_dir.resolve())
         self.loader = TFServingLoader(tfserving, models, base_dir, settings, scheduler, metrics, store=self.store)
         self.lifecycle = self.loader
+
+    def serve_through(self, lookup: Lookup) -> None:
+        """With caching, a predict of a version TF Serving has not loaded adds it to the config first."""
+        self._client.lookup = lookup
 
     def _connect(self, settings: ReloadingSettings) -> tuple[TFServingAPI, Any]:
         _require_tensorflow_extra()

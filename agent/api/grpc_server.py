@@ -25,7 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from agent.api.protos import CompiledProto, Rpc
-from agent.domain.errors import ModelNotFoundError, ReloaderError
+from agent.domain.errors import ModelNotFoundError, ModelUnavailableError, ReloaderError
 from agent.engine.agent import Agent
 
 log = logging.getLogger(__name__)
@@ -150,11 +150,14 @@ def _declared_call(method: Callable[..., Any]) -> Callable[[Any, grpc.ServicerCo
 
 @contextmanager
 def _status_of_errors(rpc: Rpc, context: grpc.ServicerContext) -> Iterator[None]:
-    """An unknown model or version is NOT_FOUND with its message; any other exception INTERNAL, generic."""
+    """An unknown model or version is NOT_FOUND with its message, one that cannot load now (caching)
+    UNAVAILABLE with its reason; any other exception INTERNAL, generic."""
     try:
         yield
     except ModelNotFoundError as error:
         context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+    except ModelUnavailableError as error:  # with caching: a cold load failed or outlasted its deadline
+        context.abort(grpc.StatusCode.UNAVAILABLE, str(error))
     except Exception:
         if context.code() not in (None, grpc.StatusCode.OK):
             raise  # the handler aborted the RPC (context.abort) or set its own status

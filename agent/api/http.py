@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from agent.api.handler import HTTP_METHODS, call_with_declared
 from agent.api.shutdown import Shutdown
-from agent.domain.errors import ModelNotFoundError
+from agent.domain.errors import ModelNotFoundError, ModelUnavailableError
 from agent.engine.agent import Agent
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ class HandlerEndpoint:
             result = await anyio.to_thread.run_sync(call_with_declared, method, arguments, limiter=self._limiter)
         except ModelNotFoundError as error:
             return JSONResponse({"error": str(error)}, 404)
+        except ModelUnavailableError as error:  # a cold load failed or is still running (caching)
+            return JSONResponse({"error": str(error)}, 503, headers={"Retry-After": "1"})
         except Exception:
             log.exception("handle_%s raised", request.method.lower())
             return JSONResponse({"error": "the handler raised an exception; see the server log"}, 500)
@@ -79,8 +81,9 @@ def create_app(
             return PlainTextResponse("ready")
         return PlainTextResponse(reason, 503)
 
-    async def models(_: Request) -> Response:
-        return JSONResponse(agent.index.snapshot() if agent else {})
+    async def models(request: Request) -> Response:
+        # ?model=NAME: that model only (a `dir` may hold 10,000)
+        return JSONResponse(agent.index.snapshot(request.query_params.get("model")) if agent else {})
 
     async def metrics(_: Request) -> Response:
         body = agent.metrics.exposition() if agent else b""

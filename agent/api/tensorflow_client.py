@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from agent.domain.errors import VersionGoneError
 from agent.domain.tfserving import Servable
-from agent.engine.registry import Registry
+from agent.engine.registry import Lookup
 
 
 class Predictor(Protocol):
@@ -18,8 +18,8 @@ class Predictor(Protocol):
 
 
 class TensorFlowClient:
-    def __init__(self, registry: Registry, tfserving: Predictor) -> None:
-        self._registry = registry
+    def __init__(self, lookup: Lookup, tfserving: Predictor) -> None:
+        self.lookup = lookup  # the cache replaces the registry here when caching is on
         self._tfserving = tfserving
 
     def predict(
@@ -33,12 +33,12 @@ class TensorFlowClient:
         404) for an unknown model or version.
         """
         version = "latest" if model_version is None else model_version
-        servable: Servable = self._registry.get(model_name, version)
+        servable: Servable = self.lookup.served(model_name, version).value
         try:
             return self._tfserving.predict(servable, model_input)
         except VersionGoneError:
             # Swapped (an in-place update) or removed between the lookup and the call: look once more.
-            current: Servable = self._registry.get(model_name, version)
+            current: Servable = self.lookup.served(model_name, version).value
             if current is servable:
                 raise
             return self._tfserving.predict(current, model_input)

@@ -6,7 +6,7 @@ download lands inside its destination folder or is refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -21,7 +21,7 @@ from s3transfer.subscribers import BaseSubscriber
 from agent.boundaries.aws import count_calls, translated
 from agent.domain.errors import ObjectChangedError, ReloaderError, TemporaryError, UnsafeKeyError
 from agent.domain.locations import S3Location
-from agent.domain.versions import ObjectInfo, unsafe_key_reason
+from agent.domain.versions import ObjectInfo, Page, unsafe_key_reason
 
 CHUNK = 1024 * 1024  # bytes written at a time by a plain GET
 
@@ -54,21 +54,24 @@ class S3:
 
     def list(self, location: S3Location) -> list[ObjectInfo]:
         """Every object under the location, keys relative to it."""
+        return [obj for page in self.pages(location) for obj in page]
+
+    def pages(self, location: S3Location) -> Iterator[Page]:
+        """The objects under the location page by page (keys relative to it, in S3's key order), so a
+        caller can act on one page while the next is listed."""
         prefix = location.key_prefix
-        objects = []
         with translated(f"listing {location}"):
             pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix)
             for page in pages:
-                for item in page.get("Contents", ()):
-                    objects.append(
-                        ObjectInfo(
-                            key=item["Key"][len(prefix) :],
-                            size=int(item["Size"]),
-                            etag=str(item.get("ETag", "")).strip('"'),
-                            last_modified=item["LastModified"].timestamp(),
-                        )
+                yield [
+                    ObjectInfo(
+                        key=item["Key"][len(prefix) :],
+                        size=int(item["Size"]),
+                        etag=str(item.get("ETag", "")).strip('"'),
+                        last_modified=item["LastModified"].timestamp(),
                     )
-        return objects
+                    for item in page.get("Contents", ())
+                ]
 
     def download(self, location: S3Location, objects: Iterable[ObjectInfo], destination: Path) -> None:
         """Download objects (keys relative to `location`) into `destination`, in parallel.

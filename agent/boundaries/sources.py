@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from agent.boundaries.localfs import LocalFolders
 from agent.boundaries.s3 import S3
 from agent.domain.errors import PermanentError
 from agent.domain.locations import Location, S3Location
-from agent.domain.versions import ObjectInfo
+from agent.domain.versions import ObjectInfo, Page
 
 
 class ModelObjects:
@@ -23,6 +23,13 @@ class ModelObjects:
         if isinstance(location, S3Location):
             return self._require_s3().list(location)
         return self._local.list(location)
+
+    def pages(self, location: Location) -> Iterator[Page]:
+        """The objects page by page: S3's pages, in key order; a local folder in one page."""
+        if isinstance(location, S3Location):
+            yield from self._require_s3().pages(location)
+        else:
+            yield self._local.list(location)
 
     def download(self, location: Location, objects: Iterable[ObjectInfo], destination: Path) -> None:
         if isinstance(location, S3Location):

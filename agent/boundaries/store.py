@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from agent.domain.errors import TemporaryError
 
@@ -36,8 +37,14 @@ RECORD = ".reloader-version.json"  # inside a version folder: what it was downlo
 
 # (model, version, fingerprint) -> the name of that download's folder under the model's folder
 FolderName = Callable[[str, int, str], str]
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
 # (delay in seconds, call): the agent's scheduler, which runs the call then (Scheduler.call_later)
-Later = Callable[[float, Callable[[], None]], object]
+Later = Callable[[float, Callable[[], None]], Cancellable]
 
 
 def version_and_fingerprint(model: str, version: int, fingerprint: str) -> str:
@@ -156,13 +163,20 @@ class ModelStore:
         for folder in deferred:
             self.remove(folder)
 
-    def retire(self, folder: Path) -> None:
+    def retire(self, folder: Path, on_removed: Callable[[], None] | None = None) -> Cancellable | None:
         """Remove the folder of a version that just stopped serving, once requests that started on it
-        had time to finish (`retire_after` seconds): a model may still read its files lazily."""
-        if self._retire_after <= 0 or self._later is None:
+        had time to finish (`retire_after` seconds): a model may still read its files lazily. Returns
+        the pending removal (None once done), which a cache cancels when it needs the folder again."""
+
+        def remove() -> None:
             self.remove(folder)
-            return
-        self._later(self._retire_after, lambda: self.remove(folder))
+            if on_removed is not None:
+                on_removed()
+
+        if self._retire_after <= 0 or self._later is None:
+            remove()
+            return None
+        return self._later(self._retire_after, remove)
 
     def recorded(self) -> list[StoredVersion]:
         """The complete version folders a previous run left with a record, which `folder` now reuses."""

@@ -36,6 +36,11 @@ class ModelNotFoundError(ReloaderError, LookupError):
     """A request named a model or version that is not being served."""
 
 
+class ModelUnavailableError(ReloaderError):
+    """A request's model version exists but cannot serve now (its cold load failed or is still running):
+    answered with 503 and the reason."""
+
+
 class ObjectChangedError(TemporaryError):
     """An object changed in S3 while we downloaded it (its ETag no longer matches the listing)."""
 

@@ -6,6 +6,7 @@ loaded, and returns the actions plus the moment to look again; the reconciler ex
 no clock: every rule below is a row in a unit-test table (tests/unit/test_plan.py).
 
 plan():
+- with caching (`eager` given), only the versions in `eager` are loaded; the rest stay in S3 only;
 - a loadable version that is not loaded, or is loaded with another fingerprint, is loaded, latest first;
 - a loaded version that is gone from S3, or whose ready marker is gone, is unloaded;
 - an invalid prefix, or a version incomplete for another reason, changes nothing that serves;
@@ -63,7 +64,15 @@ class Plan:
         return frozenset(action.version for action in self.actions if isinstance(action, Load))
 
 
-def plan(state: ModelState, loaded: Mapping[int, str], now: float, settle: float = 0.0) -> Plan:
+def plan(
+    state: ModelState,
+    loaded: Mapping[int, str],
+    now: float,
+    settle: float = 0.0,
+    eager: frozenset[int] | None = None,
+) -> Plan:
+    """`eager`: with multi-model caching, the versions to load (agent.domain.caching.eager_versions plus
+    those a request asked for); None: every loadable version, as without caching."""
     if state.error is not None:
         return Plan((), None)
     loads: list[Action] = []
@@ -76,6 +85,8 @@ def plan(state: ModelState, loaded: Mapping[int, str], now: float, settle: float
         if settle > 0 and _settling(entry, now, settle):
             wakes.append(entry.first_seen + settle)
             settling.add(version)
+        elif eager is not None and version not in eager:
+            continue  # in S3 only, until a request asks for it
         elif _backing_off(entry, now):
             assert entry.failure is not None
             wakes.append(entry.failure.retry_at)
@@ -162,9 +173,7 @@ def record(state: ModelState, planned: Plan, results: Sequence[Result], now: flo
         entry = entries.get(result.version)
         if isinstance(result, Loaded) and entry is not None:
             entries[result.version] = replace(entry, failure=None, announced_at=None)
-    state = replace(
-        state, versions=entries, last_reload=last_reload, loading=frozenset(), settling=planned.settling
-    )
+    state = replace(state, versions=entries, last_reload=last_reload, loading=frozenset(), settling=planned.settling)
     if planned.wake_at is None and not retries:  # nothing waits any more: what the events announced is done
         state = replace(
             state,

@@ -24,6 +24,13 @@ class Request:
     from_scan: bool = False
     keys: frozenset[str] | None = None  # the changed keys (relative to the model) an event named; None: look
     received: float | None = None  # when the event's message was received (reloader_reload_stage_seconds)
+    # Versions a request (get_model) needs loaded now (multi-model caching): the index says what S3
+    # holds, so such a reconcile lists nothing unless merged with one that must.
+    demand: frozenset[int] = frozenset()
+
+    @property
+    def demand_only(self) -> bool:
+        return bool(self.demand) and self.event_time is None and not self.from_scan and self.objects is None
 
     @property
     def versions(self) -> frozenset[int] | None:
@@ -32,14 +39,19 @@ class Request:
 
 
 def merge(requests: Sequence[Request]) -> Request:
-    """One request that serves all: re-list unless every one brought a listing; earliest event time."""
-    objects = requests[-1].objects if all(r.objects is not None for r in requests) else None
-    times = [r.event_time for r in requests if r.event_time is not None]
+    """One request that serves all: re-list unless every one brought a listing (or only asks for versions
+    the index knows); earliest event time; every version asked for."""
+    demand = frozenset().union(*(r.demand for r in requests))
+    looks = [r for r in requests if not r.demand_only]
+    if not looks:
+        return Request(demand=demand)
+    objects = looks[-1].objects if all(r.objects is not None for r in looks) else None
+    times = [r.event_time for r in looks if r.event_time is not None]
     keys = None
-    if all(r.keys is not None for r in requests):
-        keys = frozenset().union(*(r.keys for r in requests if r.keys is not None))
-    received = min((r.received for r in requests if r.received is not None), default=None)
-    return Request(objects, min(times, default=None), all(r.from_scan for r in requests), keys, received)
+    if all(r.keys is not None for r in looks):
+        keys = frozenset().union(*(r.keys for r in looks if r.keys is not None))
+    received = min((r.received for r in looks if r.received is not None), default=None)
+    return Request(objects, min(times, default=None), all(r.from_scan for r in looks), keys, received, demand)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,12 @@ class ReloadingSettings(BaseSettings):
     retire_after: float = Field(
         30.0, ge=0, description="Seconds a replaced version's folder is kept for requests still using it."
     )
+    cold_load_deadline: float = Field(
+        30.0,
+        gt=0,
+        description="With cache_size: seconds a request waits for its model's cold load before answering 503 "
+        "(the load goes on in the background and serves the next request).",
+    )
     download_concurrency: int = Field(10, ge=1, le=100, description="Parallel S3 GETs per version.")
     retry_backoff: float = Field(1.0, gt=0, description="Seconds before the first retry of a failed version.")
     retry_backoff_max: float = Field(60.0, gt=0, description="Cap, in seconds, of the doubling retry delay.")

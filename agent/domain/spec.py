@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from agent.domain.caching import CacheSizes
 from agent.domain.errors import SpecError
 from agent.domain.locations import parse_location
 from agent.domain.routing import ModelSet, ModelSource, is_model_name
@@ -67,8 +68,9 @@ class ModelsSpec(_Strict):
     paths: list[ModelPathSpec] | None = None
     dir: str | None = None
     signature_key: str | None = None
-    cache_size: int | None = Field(None, ge=1)
-    disk_cache_size: int | None = Field(None, ge=1)
+    # Multi-model caching: entries ((model, version) each) in memory / version folders on disk.
+    cache_size: int | None = Field(None, ge=1, strict=True)
+    disk_cache_size: int | None = Field(None, ge=1, strict=True, validate_default=True)
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> ModelsSpec:
@@ -85,7 +87,34 @@ class ModelsSpec(_Strict):
                 raise ValueError(f"expected unique model names in 'paths', found duplicates: {duplicates}")
         return self
 
+    @property
+    def cache(self) -> CacheSizes | None:
+        if self.cache_size is None or self.disk_cache_size is None:
+            return None
+        return CacheSizes(self.cache_size, self.disk_cache_size)
+
     _locations_parse = field_validator("path", "dir")(_location)
+
+    @field_validator("disk_cache_size")
+    @classmethod
+    def _cache_sizes_agree(cls, disk: int | None, info: ValidationInfo) -> int | None:
+        """Cortex's rules: both or neither, and no more entries in memory than folders on disk."""
+        if "cache_size" not in info.data:
+            return disk  # cache_size itself is invalid, and said so
+        memory = info.data["cache_size"]
+        if memory is not None and disk is None:
+            raise ValueError(f"expected disk_cache_size with cache_size (both or neither), found cache_size: {memory}")
+        if memory is None and disk is not None:
+            raise ValueError(
+                f"expected cache_size with disk_cache_size (both or neither), found disk_cache_size: {disk} "
+                "and no cache_size"
+            )
+        if memory is not None and disk is not None and memory > disk:
+            raise ValueError(
+                f"expected at least cache_size (every entry in memory keeps its folder on disk), "
+                f"found disk_cache_size: {disk} < cache_size: {memory}"
+            )
+        return disk
 
 
 class ComputeSpec(BaseModel):
@@ -192,10 +221,13 @@ class LoadedSpec(BaseModel):
             fields.append("compute.inf")  # only the TensorFlow handler's completeness check reads it
         fields += [name for name in NOT_APPLICABLE_API_FIELDS if getattr(self.api, name) is not None]
         fields += [f"handler.{name}" for name in NOT_APPLICABLE_HANDLER_FIELDS if getattr(self.api.handler, name)]
-        models = self.api.handler.multi_model_reloading or self.api.handler.models
-        if models is not None:
-            fields += [f"models.{name}" for name in ("cache_size", "disk_cache_size") if getattr(models, name)]
         return fields
+
+    @property
+    def cache(self) -> CacheSizes | None:
+        """`cache_size` / `disk_cache_size`, when set: multi-model caching is on."""
+        models = self.api.handler.multi_model_reloading or self.api.handler.models
+        return models.cache if models is not None else None
 
 
 def parse_spec(text: str, path: Path, api_name: str | None, spec_dir: Path) -> LoadedSpec:

@@ -26,6 +26,9 @@ class ObjectInfo:
     last_modified: float = 0.0  # seconds since the epoch; never part of the fingerprint
 
 
+Page = list[ObjectInfo]  # one page of a listing
+
+
 @dataclass(frozen=True)
 class VersionListing:
     version: int

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from agent.boundaries.sources import ModelObjects
 from agent.boundaries.store import ModelStore
+from agent.domain.caching import CacheSizes
 from agent.domain.index import ModelState
 from agent.domain.plan import SETTLED_BY_AGE
 from agent.domain.routing import ModelSet
 from agent.domain.settings import ReloadingSettings
 from agent.domain.versions import CompletenessCheck
+from agent.engine.cached_models import CachedModels
 from agent.engine.index import Index
 from agent.engine.loaders import Loader
 from agent.engine.reconciler import Outcome, Reconciler
-from agent.engine.registry import Registry
+from agent.engine.registry import Lookup, Registry
+from agent.engine.residency import EveryVersion, LruCache
 from agent.engine.scanner import PeriodicScan, Scanner
 from agent.engine.scheduler import Scheduler
 from agent.engine.workers import ModelWorkers
@@ -47,6 +50,10 @@ class Lifecycle(Protocol):
 
     def after_first_scan(self) -> None: ...
 
+    def taken_over(self, model: str) -> Mapping[int, str]:
+        """Versions (-> fingerprint) a previous run left serving and this one took over, until the first
+        scan's end: with caching they stay in the cache instead of starting cold."""
+
 
 class CleanStore:
     """The Python handler's lifecycle: nothing is loaded at start, so what a previous run left is stale."""
@@ -59,6 +66,9 @@ class CleanStore:
 
     def after_first_scan(self) -> None:
         pass
+
+    def taken_over(self, model: str) -> Mapping[int, str]:
+        return {}
 
 
 class Agent:
@@ -74,6 +84,7 @@ class Agent:
         completeness: CompletenessCheck | None = None,
         scheduler: Scheduler | None = None,
         lifecycle: Lifecycle | None = None,
+        cache: CacheSizes | None = None,
     ) -> None:
         self.models = models
         self.settings = settings
@@ -84,11 +95,39 @@ class Agent:
         self.scheduler = scheduler or Scheduler()
         self.index = Index(registry, 0.0 if settings.ready_marker else settings.settle)
         self._lifecycle = lifecycle or CleanStore(store)
+        # Multi-model caching: an LRU of entries in memory and folders on disk, filled by requests
+        # (`lookup`); without it every loadable version is loaded and requests read the registry.
+        self.cache = (
+            LruCache(registry, store, cache, self.metrics, self._lifecycle.taken_over) if cache is not None else None
+        )
+        residency = self.cache or EveryVersion(registry, store)
         self.reconciler = Reconciler(
-            models, objects, store, loader, registry, self.index, settings, self.metrics, self.scheduler, completeness
+            models,
+            objects,
+            store,
+            loader,
+            registry,
+            self.index,
+            settings,
+            self.metrics,
+            self.scheduler,
+            completeness,
+            residency,
         )
         self.workers: ModelWorkers[Outcome] = ModelWorkers(self.reconciler, self.scheduler, settings.workers)
         self.reconciler.on_wake = self.workers.at
+        self.lookup: Lookup = registry
+        if self.cache is not None:
+            self.index.on_disk = self.cache.on_disk
+            self.lookup = CachedModels(
+                registry,
+                self.index,
+                self.cache,
+                self.workers.request,
+                self.metrics,
+                settings.cold_load_deadline,
+                self.scheduler.now,
+            )
         self.scanner = Scanner(models, objects, self.workers, self.index, self.metrics)
         self._periodic = PeriodicScan(
             self.scanner, self.scheduler, settings.scan_interval, settings.jitter, self._after_first_scan
@@ -133,7 +172,8 @@ class Agent:
     def _after_first_scan(self) -> None:
         self._lifecycle.after_first_scan()
         self.reconciler.count_drift = self.settings.event_driven
-        pending = self.index.settling()
+        # With caching nothing loads at start: ready once the first listing is in the index.
+        pending = self.index.settling() if self.cache is None else set()
         if not pending:
             self._become_ready()
             return

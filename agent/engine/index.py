@@ -16,6 +16,7 @@ from agent.domain.status import model_status
 from agent.engine.registry import Registry
 
 Listener = Callable[[str, ModelState], None]
+NOTHING = ModelState()  # a model never published (built once: get() is on every cached request's path)
 
 
 class Index:
@@ -25,9 +26,11 @@ class Index:
         self._states: dict[str, ModelState] = {}
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
+        # With caching: per model, the versions whose folder is on disk (LruCache.on_disk); None without.
+        self.on_disk: Callable[[], dict[str, set[int]]] | None = None
 
     def get(self, model: str) -> ModelState:
-        return self._states.get(model, ModelState())
+        return self._states.get(model, NOTHING)
 
     def publish(self, model: str, state: ModelState) -> None:
         """Only the model's worker calls this."""
@@ -56,9 +59,11 @@ class Index:
     def snapshot(self, model: str | None = None) -> dict[str, Any]:
         """`/models`: every model (or the one named), derived from its value and what serves."""
         names = [model] if model is not None else self.models()
+        folders = self.on_disk() if self.on_disk is not None else None
         result = {}
         for name in names:
-            status = model_status(self.get(name), self._registry.loaded(name), self._settle)
+            on_disk = folders.get(name, set()) if folders is not None else None
+            status = model_status(self.get(name), self._registry.loaded(name), self._settle, on_disk)
             if status is not None:
                 result[name] = status
         return result

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from agent.boundaries.sources import ModelObjects
 from agent.boundaries.store import ModelStore
@@ -25,6 +25,7 @@ from agent.domain.versions import CompletenessCheck, VersionListing, discover, e
 from agent.engine.index import Index
 from agent.engine.loaders import Loader
 from agent.engine.registry import Registry
+from agent.engine.residency import EveryVersion, Residency
 from agent.engine.scheduler import Scheduler
 from agent.logs import model_logger
 from agent.metrics import Metrics
@@ -38,6 +39,9 @@ class Outcome:
     changed: bool = False
     error: str | None = None
     temporary: bool = False  # the work is not done: an event that asked for it should be redelivered
+    # The versions a request asked for (Request.demand) that serve once this reconcile is done: the
+    # waiting request takes its object from here, even if another insertion evicted it since.
+    served: Mapping[int, Served] = field(default_factory=dict)
 
 
 class Reconciler:
@@ -53,6 +57,7 @@ class Reconciler:
         metrics: Metrics,
         scheduler: Scheduler,
         completeness: CompletenessCheck | None = None,
+        residency: Residency | None = None,
     ) -> None:
         self._models = models
         self._objects = objects
@@ -64,6 +69,7 @@ class Reconciler:
         self._metrics = metrics
         self._scheduler = scheduler
         self._completeness = completeness
+        self._residency: Residency = residency or EveryVersion(registry, store)
         self._backoff = Backoff(settings.retry_backoff, settings.retry_backoff_max)
         self._settle = 0.0 if settings.ready_marker else settings.settle
         self.count_drift = False  # set once the initial scan is done, when events are the trigger
@@ -74,43 +80,56 @@ class Reconciler:
         versions = request.versions
         state = note_event(before, request.event_time, versions)
         loaded = self._registry.loaded(model)
-        if request.keys is not None and not self._worth_a_look(state, loaded, request.keys):
-            self._index.publish(model, state)
-            return Outcome(model)
+        look = not request.demand_only
+        if look and request.keys is not None and not self._worth_a_look(state, loaded, request.keys):
+            if not request.demand:
+                self._index.publish(model, state)
+                return Outcome(model)
+            look = False  # only the versions a request asked for: the index knows them
         now = self._scheduler.now()
         timeline = _Timeline.of(request, now)
         if request.event_time is not None:
             state = retry_now(state, versions, now)
         source = self._models.source(model)
-        try:
-            objects = (
-                request.objects
-                if request.objects is not None
-                else (self._objects.list(source.location) if source is not None else [])
-            )
-        except ReloaderError as error:
-            self._publish(model, before, replace(state, error=f"cannot list the model: {error}"))
-            return Outcome(model, error=str(error), temporary=isinstance(error, TemporaryError))
-        if timeline is not None:
-            timeline.listed = self._scheduler.now()
-        listing = discover(objects, self._settings.ready_marker, self._completeness)
-        observed = observe(state, listing, now, request.from_scan, self.count_drift)
-        state = observed.state
-        if observed.drift:
-            self._metrics.drift.labels(model).inc()
-            model_logger(log, model).warning("scan found a change no event announced")
-        self._report_error(model, before, state)
-        planned = plan(state, {v: served.fingerprint for v, served in loaded.items()}, now, self._settle)
+        if look:
+            try:
+                objects = (
+                    request.objects
+                    if request.objects is not None
+                    else (self._objects.list(source.location) if source is not None else [])
+                )
+            except ReloaderError as error:
+                self._publish(model, before, replace(state, error=f"cannot list the model: {error}"))
+                return Outcome(model, error=str(error), temporary=isinstance(error, TemporaryError))
+            if timeline is not None:
+                timeline.listed = self._scheduler.now()
+            listing = discover(objects, self._settings.ready_marker, self._completeness)
+            observed = observe(state, listing, now, request.from_scan, self.count_drift)
+            state = observed.state
+            if observed.drift:
+                self._metrics.drift.labels(model).inc()
+                model_logger(log, model).warning("scan found a change no event announced")
+            self._report_error(model, before, state)
+            self._residency.observed(model, state)
+        fingerprints = {v: served.fingerprint for v, served in loaded.items()}
+        eager = self._residency.eager(model, state, fingerprints, request.demand)
+        planned = plan(state, fingerprints, now, self._settle, eager)
         self._index.publish(model, replace(state, loading=planned.loads))
         assert source is not None or not planned.loads
         location = source.location if source else None
-        results = [self._act(model, state, action, location, timeline) for action in planned.actions]
+        results = [
+            self._act(model, state, action, location, action.version in request.demand, timeline)
+            for action in planned.actions
+        ]
         recorded = record(state, planned, results, self._scheduler.now(), self._backoff)
         self._index.publish(model, recorded.state)
         if recorded.wake_at is not None:
             self.on_wake(recorded.wake_at, model)
-        self._metrics.versions_loaded.labels(model).set(len(self._registry.loaded(model)))
-        return _outcome(model, planned, results)
+        now_loaded = self._registry.loaded(model)
+        if now_loaded or loaded:  # with caching most models have nothing loaded: no series for them
+            self._metrics.versions_loaded.labels(model).set(len(now_loaded))
+        served = {v: now_loaded[v] for v in request.demand if v in now_loaded}
+        return replace(_outcome(model, planned, results), served=served)
 
     def _act(
         self,
@@ -118,20 +137,34 @@ class Reconciler:
         state: ModelState,
         action: Load | Unload,
         location: Location | None,
-        timeline: _Timeline | None,
+        cold: bool = False,
+        timeline: _Timeline | None = None,
     ) -> Result:
         if isinstance(action, Unload):
             return self._unload(model, action)
         assert location is not None
-        return self._load(model, state, location, action, timeline)
+        self._residency.begin_load(model, action.version)
+        try:
+            return self._load(model, state, location, action, cold, timeline)
+        finally:
+            self._residency.end_load(model, action.version)
 
     def _load(
-        self, model: str, state: ModelState, location: Location, action: Load, timeline: _Timeline | None = None
+        self,
+        model: str,
+        state: ModelState,
+        location: Location,
+        action: Load,
+        cold: bool = False,
+        timeline: _Timeline | None = None,
     ) -> Result:
+        """Download (unless the folder is on disk), load, swap in: for the reconciler's own loads and for
+        the cold loads requests ask for (`cold`), the same code."""
         listing = action.listing
         version = listing.version
         logger = model_logger(log, model, version)
         started = self._scheduler.now()
+        self._residency.installing(model, version, listing.fingerprint)
         try:
             folder = self._store.install(
                 model,
@@ -141,6 +174,7 @@ class Reconciler:
             )
         except ReloaderError as error:
             return self._failed(model, state, listing, f"download failed: {error}", error)
+        self._residency.installed(model, version, listing.fingerprint, folder)
         downloaded = self._scheduler.now()
         try:
             value = self._loader.load(model, version, folder)
@@ -151,26 +185,39 @@ class Reconciler:
             previous = entry.failure if entry is not None else None
             if previous is None or previous.fingerprint != listing.fingerprint:  # the traceback once, not per retry
                 logger.exception("load_model failed for %s version %s", model, version)
-            self._store.remove(folder)
+            self._residency.discard(folder)  # its content failed: not kept on disk
             return self._failed(model, state, listing, f"load_model raised {type(error).__name__}: {error}", None)
         now = self._scheduler.now()
         served = Served(version, listing.fingerprint, folder, value, now, self._loader.describe(value))
-        old = self._registry.swap_in(model, served)
-        swapped = self._scheduler.now()
+        swapped = self._residency.swap_in(model, served)
+        swapped_at = self._scheduler.now()
         del value, served
+        old = swapped.replaced
         if old is not None and old.path != folder:
             self._loader.unload(model, version, old.value)
-            self._store.retire(old.path)
-        del old
+            self._residency.retire(old.path)
+        self._drop_evicted(swapped.evicted)
+        del old, swapped
+        if cold:
+            self._metrics.cold_load_seconds.labels("download").observe(downloaded - started)
+            self._metrics.cold_load_seconds.labels("load").observe(now - downloaded)
         self._metrics.load_duration.labels(model).observe(now - started)
         announced = state.announced(version)
         if announced is not None:
             self._metrics.reload_latency.labels(model).observe(max(0.0, now - announced))
             if timeline is not None:
-                self._metrics.stages(timeline.event, timeline.marks(downloaded, now, swapped))
+                self._metrics.stages(timeline.event, timeline.marks(downloaded, now, swapped_at))
         verb = "reloaded (updated in place)" if action.replaces else "loaded"
         logger.info("%s %s version %s (%.3f s)", verb, model, version, now - started)
         return Loaded(version, now)
+
+    def _drop_evicted(self, evicted: list[tuple[str, Served]]) -> None:
+        """Entries an insertion evicted (cache_size): dropped by the runtime; their folders stay on disk."""
+        for model, served in evicted:
+            self._loader.unload(model, served.version, served.value)
+            model_logger(log, model, served.version).info(
+                "evicted %s version %s from memory (cache_size)", model, served.version
+            )
 
     def _failed(
         self, model: str, state: ModelState, listing: VersionListing, error: str, cause: ReloaderError | None
@@ -191,7 +238,7 @@ class Reconciler:
         old = self._registry.remove(model, action.version)
         if old is not None:
             self._loader.unload(model, action.version, old.value)
-            self._store.retire(old.path)
+            self._residency.retire(old.path)
             logger = model_logger(log, model, action.version)
             logger.info("unloaded %s version %s: %s", model, action.version, action.reason)
         del old

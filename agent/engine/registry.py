@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from agent.domain.errors import ModelNotFoundError
 from agent.domain.index import Served
+
+
+class Lookup(Protocol):
+    """Where requests find their object: the registry (every version loaded) or, with caching, the
+    cache (agent.engine.cached_models), which loads on demand."""
+
+    def served(self, model: str | None = None, version: int | str | None = "latest") -> Served: ...
 
 
 class Registry:
@@ -28,7 +35,7 @@ class Registry:
         return self.served(model, version).value
 
     def served(self, model: str | None = None, version: int | str | None = "latest") -> Served:
-        name = self._model_name(model)
+        name = self.model_name(model)
         versions = self._served.get(name)
         if not versions:
             raise ModelNotFoundError(f"model {name!r} is not loaded; loaded models: {sorted(self._served)}")
@@ -68,7 +75,8 @@ class Registry:
                 self._served.pop(model, None)
             return old
 
-    def _model_name(self, model: str | None) -> str:
+    def model_name(self, model: str | None) -> str:
+        """The model a request means: the one named, or the only one (`path`)."""
         if model is not None:
             return model
         if self._single is not None:

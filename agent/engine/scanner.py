@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, wait
 
 from agent.boundaries.sources import ModelObjects
 from agent.domain.errors import ReloaderError
+from agent.domain.locations import Location, S3Location
 from agent.domain.requests import Request
 from agent.domain.routing import ModelSet, is_model_name
 from agent.domain.versions import ObjectInfo
@@ -57,24 +57,41 @@ class Scanner:
         return [f.result() for f in futures if not f.cancelled() and f.exception() is None]
 
     def _scan_directory(self) -> list[Future[Outcome]]:
-        assert self._models.directory is not None
+        """One paginated listing for every model. S3 lists keys in order, so the keys of one model are
+        contiguous: once a page ends, every model in it but the last is listed whole and is reconciled
+        while the next page is listed (10,000 models: the reconciles overlap the LIST calls)."""
+        directory = self._models.directory
+        assert directory is not None
+        streaming = not _unordered(directory)
+        futures: list[Future[Outcome]] = []
+        grouped: dict[str, list[ObjectInfo]] = {}
+        seen: set[str] = set()
         try:
-            objects = self._objects.list(self._models.directory)
+            for page in self._objects.pages(directory):
+                for obj in page:
+                    name, _, rest = obj.key.partition("/")
+                    if rest and is_model_name(name):
+                        grouped.setdefault(name, []).append(ObjectInfo(rest, obj.size, obj.etag, obj.last_modified))
+                        seen.add(name)
+                if streaming and page:
+                    continued = page[-1].key.partition("/")[0]  # only the page's last model may go on
+                    futures += [self._submit(name, grouped.pop(name)) for name in list(grouped) if name != continued]
         except ReloaderError as error:
-            self._report(f"cannot list {self._models.directory}: {error}")
-            return []
+            self._report(f"cannot list {directory}: {error}")
+            return futures  # the models already submitted were listed whole
         self._report(None)
-        grouped: dict[str, list[ObjectInfo]] = defaultdict(list)
-        for obj in objects:
-            name, _, rest = obj.key.partition("/")
-            if rest and is_model_name(name):
-                grouped[name].append(ObjectInfo(rest, obj.size, obj.etag, obj.last_modified))
+        futures += [self._submit(name, objects) for name, objects in sorted(grouped.items())]
         known = self._dir_models | set(self._index.models())
-        self._dir_models = set(grouped)
-        return [
-            self._workers.request(name, Request(objects=grouped.get(name, []), from_scan=True))
-            for name in sorted(known | set(grouped))
-        ]
+        self._dir_models = seen
+        return futures + [self._submit(name, []) for name in sorted(known - seen)]  # their folder is gone
+
+    def _submit(self, name: str, objects: list[ObjectInfo]) -> Future[Outcome]:
+        return self._workers.request(name, Request(objects=objects, from_scan=True))
+
+
+def _unordered(location: Location) -> bool:
+    """S3 directory buckets (S3 Express, `...--x-s3`) do not list keys in order: no streaming there."""
+    return isinstance(location, S3Location) and location.bucket.endswith("--x-s3")
 
 
 class PeriodicScan:

@@ -95,6 +95,7 @@ class TFServingLoader:
         self._confirmed: dict[str, set[int]] = {}  # those it reported AVAILABLE
         self._leaving: dict[Key, float] = {}  # dropped from the config, not yet seen unloaded: when dropped
         self._adopted: dict[Key, Path] = {}  # taken over at start, not yet claimed by a load
+        self._taken_over: dict[str, dict[int, str]] = {}  # the same, as model -> version -> fingerprint
         self._sent: tuple[ModelEntry, ...] | None = None  # the config TF Serving last took; None: unknown
         self._missed = False  # the last config call failed: TF Serving may not have the config
         self._generation = 0  # of the newest config taken for sending
@@ -170,6 +171,7 @@ class TFServingLoader:
             return
         stored = [item for item in self._store.recorded() if item.folder.name.isdigit()]
         adopted: dict[Key, Path] = {}
+        taken_over: dict[str, dict[int, str]] = {}
         available: set[Key] = set()
         for model in sorted({item.model for item in stored}):
             try:
@@ -180,12 +182,14 @@ class TFServingLoader:
                 internal = int(item.folder.name)
                 if item.model == model and (states is None or _live(states.get(internal))):
                     adopted[(model, internal)] = item.folder
+                    taken_over.setdefault(model, {})[item.version] = item.fingerprint
                     if states is not None and states[internal].state == "AVAILABLE":
                         available.add((model, internal))
         kept = set(adopted.values())
         self._store.clean(keep=lambda folder: folder in kept)
         with self._lock:
             self._adopted = adopted
+            self._taken_over = taken_over
             for model, internal in adopted:
                 self._desired.setdefault(model, set()).add(internal)
             for model, internal in available:
@@ -204,8 +208,16 @@ class TFServingLoader:
             settle = 0.0 if self._settings.ready_marker else self._settings.settle
             self._scheduler.call_later(settle + RESUME_MARGIN, self._drop_unclaimed)
 
+    def taken_over(self, model: str) -> dict[int, str]:
+        """The versions of `model` taken over at start (-> fingerprint), until the first scan's drop: with
+        caching the agent loads them eagerly (their folders are there, TF Serving serves them), so a
+        restart keeps TF Serving's cache."""
+        with self._lock:
+            return dict(self._taken_over.get(model, {}))
+
     def _drop_unclaimed(self) -> None:
         with self._lock:
+            self._taken_over = {}
             dropped, self._adopted = self._adopted, {}
             for model, internal in dropped:
                 self._forget(model, internal)

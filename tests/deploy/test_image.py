@@ -28,8 +28,10 @@ def build_context(into: Path) -> list[str]:
         for rule in rules:
             negated = rule.startswith("!")
             pattern = rule.lstrip("!").rstrip("/")
-            if fnmatch.fnmatch(path, pattern) or path.startswith(pattern + "/") or fnmatch.fnmatch(
-                Path(path).name, pattern.removeprefix("**/")
+            if (
+                fnmatch.fnmatch(path, pattern)
+                or path.startswith(pattern + "/")
+                or fnmatch.fnmatch(Path(path).name, pattern.removeprefix("**/"))
             ):
                 keep = negated
         return keep

@@ -24,9 +24,7 @@ RULES = MONITORING / "alerts.yaml"
 DASHBOARD = MONITORING / "grafana-dashboard.json"
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
-NO_PROMETHEUS = (
-    "{} not found: install Debian's prometheus package (`make test` does, where it runs as root on Debian)"
-)
+NO_PROMETHEUS = "{} not found: install Debian's prometheus package (`make test` does, where it runs as root on Debian)"
 
 
 def queried_metrics(expressions: list[str]) -> set[str]:

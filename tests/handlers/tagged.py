@@ -5,19 +5,35 @@ A version folder may hold:
 - `FAIL`: load_model raises with the file's text (a broken version);
 - `SLOW`: load_model sleeps that many seconds first (a slow load);
 - `MANIFEST`: names of files that must all be present, checked at load and on every request.
+
+`GET /?stats=1` answers how many loaded objects are alive (weak references, after `gc.collect()`)
+and how many `load_model` calls each model had: the caching tests count with these.
 """
 
+import gc
 import os
 import pickle
+import threading
 import time
+import weakref
+
+
+class Loaded(dict):
+    """What load_model returns: a dict (the requests read it) that can be weakly referenced."""
 
 
 class Handler:
     def __init__(self, config, model_client):
         self.client = model_client
         self.config = config
+        self.alive = []  # weak references to every object load_model returned
+        self.loads = {}
+        self.lock = threading.Lock()
 
     def load_model(self, model_path):
+        model = os.path.basename(os.path.dirname(model_path))
+        with self.lock:
+            self.loads[model] = self.loads.get(model, 0) + 1
         files = set(os.listdir(model_path))
         if "FAIL" in files:
             with open(os.path.join(model_path, "FAIL")) as file:
@@ -34,7 +50,10 @@ class Handler:
                 raise RuntimeError(f"incomplete version: missing {missing}")
         with open(os.path.join(model_path, "model.pkl"), "rb") as file:
             estimator = pickle.load(file)
-        return {"estimator": estimator, "path": model_path, "manifest": manifest}
+        loaded = Loaded(estimator=estimator, path=model_path, manifest=manifest)
+        with self.lock:
+            self.alive.append(weakref.ref(loaded))
+        return loaded
 
     def handle_post(self, payload, query_params):
         model = self.client.get_model(query_params.get("model"), query_params.get("version", "latest"))
@@ -43,4 +62,9 @@ class Handler:
         return {"prediction": float(model["estimator"].predict(rows)[0]), "missing": missing}
 
     def handle_get(self, query_params):
+        if query_params.get("stats"):
+            gc.collect()
+            with self.lock:
+                alive = sum(1 for reference in self.alive if reference() is not None)
+                return {"alive": alive, "loads": dict(self.loads)}
         return {"config": self.config}

@@ -70,4 +70,3 @@ def test_without_work_in_flight_sigterm_stops_at_once(tmp_path):
         raise AssertionError("still answering after exit")
     except httpx.TransportError:
         pass
-

@@ -20,7 +20,7 @@ import yaml
 pytest.importorskip("tensorflow_serving")
 
 from tests.fakes import Answer, Traffic
-from tests.support import EXAMPLES, ROOT, Models, ServeFactory, Server, wait_until
+from tests.support import EXAMPLES, ROOT, Models, ServeFactory, Server, metric, wait_until
 from tests.tfserving.process import TFServingProcess
 from tests.tfserving.savedmodels import INPUT, SavedModels, files_of, save_graph_only
 
@@ -351,3 +351,62 @@ def test_the_agent_alone_needs_the_folder_it_shares_with_tf_serving(serve, bucke
     assert result.returncode == 2, result.stderr
     assert all(text in result.stderr for text in expected), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_with_caching_tf_serving_holds_the_cached_versions_only(serve, tfserving, s3_client, bucket, tmp_path):
+    # GIVEN three SavedModels in `dir` mode, cache_size 1, disk_cache_size 2
+    models = SavedModels(s3_client, bucket, tmp_path)
+    for number, name in enumerate(("a", "b", "c"), start=1):
+        models.put(f"zoo/{name}", 1, scale=float(number))
+    model_dir = tmp_path / "models"
+    api = tf_api({"dir": f"s3://{bucket}/zoo", "cache_size": 1, "disk_cache_size": 2})
+    server = start(serve, tfserving, model_dir, api)
+    # THEN nothing is loaded at start: TF Serving's config names none of them
+    assert all(tfserving.available(name) == [] for name in ("a", "b", "c"))
+    assert server.version("a")["versions"]["1"]["where"] == "s3"
+
+    # WHEN a is asked for THEN an uncached predict adds it to TF Serving's config and answers from it
+    assert y(server, model="a") == scaled(1.0)
+    assert "a" in tfserving.configs()[-1] and len(tfserving.available("a")) == 1
+    # WHEN b is asked for THEN b is loaded and a, evicted, leaves TF Serving's config
+    assert y(server, model="b") == scaled(2.0)
+    last = tfserving.configs()[-1]
+    assert "b" in last and "a" not in last
+    wait_until(lambda: tfserving.available("a") == [], what="a unloaded by TF Serving")
+    assert server.version("a")["versions"]["1"]["where"] == "disk"
+    # AND the folder of every version in the config is on disk, at most 2 folders in all
+    assert len(internal_folders(model_dir, "b")) == 1
+    # WHEN c then a are asked for THEN each answers from its own model, a from its folder on disk or S3
+    assert y(server, model="c") == scaled(3.0)
+    assert y(server, model="a") == scaled(1.0)
+    wait_until(lambda: sum(len(internal_folders(model_dir, name)) for name in ("a", "b", "c")) <= 2, what="disk LRU")
+    assert tfserving.configs()[-1].keys() == {"a"}
+
+
+def test_with_caching_a_restart_keeps_what_tf_serving_has_loaded(serve, tfserving, s3_client, bucket, tmp_path):
+    # GIVEN two of three models cached in TF Serving by `reloader serve`, cache_size 2
+    models = SavedModels(s3_client, bucket, tmp_path)
+    for number, name in enumerate(("a", "b", "c"), start=1):
+        models.put(f"zoo/{name}", 1, scale=float(number))
+    model_dir = tmp_path / "models"
+    api = tf_api({"dir": f"s3://{bucket}/zoo", "cache_size": 2, "disk_cache_size": 2})
+    server = start(serve, tfserving, model_dir, api)
+    assert y(server, model="a") == scaled(1.0)
+    assert y(server, model="b") == scaled(2.0)
+    served = {name: tfserving.available(name) for name in ("a", "b")}
+    configs = tfserving.configs()
+
+    # WHEN it restarts (TF Serving keeps running)
+    server.stop()
+    restarted = start(serve, tfserving, model_dir, api)
+    # THEN the versions TF Serving serves stay cached: nothing loaded again, the same config sent
+    wait_until(
+        lambda: all(restarted.version(name)["versions"]["1"]["where"] == "memory" for name in ("a", "b")),
+        what="a and b taken over into the cache",
+    )
+    assert {name: tfserving.available(name) for name in ("a", "b")} == served
+    assert all(config == configs[-1] for config in tfserving.configs()[len(configs) :])
+    # AND a request for either is a hit; c is still in S3 only
+    assert y(restarted, model="a") == scaled(1.0)
+    assert metric(restarted, "reloader_cache_requests_total", result="miss") == 0
+    assert restarted.version("c")["versions"]["1"]["where"] == "s3"

@@ -240,3 +240,27 @@ def test_record_keeps_events_while_a_version_settles_and_an_unload_moves_the_las
     recorded = record(before, Plan((), NOW + 1, frozenset({2})), [Unloaded(3, NOW)], NOW, BACKOFF)
     assert recorded.state.announced(2) == NOW - 1 and recorded.state.settling == {2}
     assert recorded.state.last_reload == NOW and recorded.wake_at == NOW + 1
+
+
+# -- plan() with caching: only the eager versions load ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("index", "loaded", "eager", "expected"),
+    [
+        pytest.param(state(version(1), version(2)), {}, frozenset(), [], id="nothing-asked-nothing-loads"),
+        pytest.param(state(version(1), version(2)), {}, frozenset({1}), [("Load", 1)], id="asked-loads"),
+        pytest.param(state(version(1, fp="new")), {1: "fp1"}, frozenset({1}), [("Load", 1)], id="cached-refreshed"),
+        pytest.param(state(), {1: "fp1"}, frozenset({1}), [("Unload", 1)], id="removed-leaves-memory"),
+        pytest.param(state(version(1), v1=failure("fp1", NOW + 5)), {}, frozenset({1}), [], id="asked-but-backing-off"),
+    ],
+)
+def test_plan_with_caching_loads_only_the_eager_versions(index, loaded, eager, expected):
+    assert kinds(plan(index, loaded, NOW, eager=eager)) == expected
+
+
+def test_plan_with_caching_still_tracks_settling_versions():
+    # GIVEN a version listed just now, without a marker, that nobody asked for
+    planned = plan(state(version(1, written=NOW)), {}, NOW, settle=2.0, eager=frozenset())
+    # THEN it loads nothing but waits for the window, so "latest" skips it until it settles
+    assert planned.actions == () and planned.settling == {1} and planned.wake_at == NOW + 2.0

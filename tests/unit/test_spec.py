@@ -242,3 +242,82 @@ def test_a_bad_compute_inf_names_the_field(tmp_path, inf, words):
     with pytest.raises(SpecError) as raised:
         load_spec(write(tmp_path, [entry]))
     assert "compute.inf: Input should be" in str(raised.value) and words in str(raised.value), raised.value
+
+
+def _cache(kind: str = "python", **sizes) -> dict:
+    field = "multi_model_reloading" if kind == "python" else "models"
+    return {"type": kind, field: {"dir": "s3://b/models", **sizes}}
+
+
+@pytest.mark.parametrize(
+    ("handler", "field", "words"),
+    [
+        pytest.param(
+            _cache(cache_size=3),
+            "handler.multi_model_reloading.disk_cache_size",
+            "expected disk_cache_size with cache_size (both or neither), found cache_size: 3",
+            id="memory-without-disk",
+        ),
+        pytest.param(
+            _cache(disk_cache_size=6),
+            "handler.multi_model_reloading.disk_cache_size",
+            "found disk_cache_size: 6 and no cache_size",
+            id="disk-without-memory",
+        ),
+        pytest.param(
+            _cache(cache_size=7, disk_cache_size=6),
+            "handler.multi_model_reloading.disk_cache_size",
+            "found disk_cache_size: 6 < cache_size: 7",
+            id="memory-above-disk",
+        ),
+        pytest.param(
+            _cache(cache_size=0, disk_cache_size=6),
+            "handler.multi_model_reloading.cache_size",
+            "greater than or equal to 1; found 0",
+            id="memory-zero",
+        ),
+        pytest.param(
+            _cache(cache_size=2, disk_cache_size=-1),
+            "handler.multi_model_reloading.disk_cache_size",
+            "greater than or equal to 1; found -1",
+            id="disk-negative",
+        ),
+        pytest.param(
+            _cache(cache_size="3", disk_cache_size=6),
+            "handler.multi_model_reloading.cache_size",
+            "valid integer; found '3'",
+            id="memory-a-string",
+        ),
+        pytest.param(
+            _cache(cache_size=True, disk_cache_size=6),
+            "handler.multi_model_reloading.cache_size",
+            "valid integer; found True",
+            id="memory-a-bool",
+        ),
+        pytest.param(
+            _cache("tensorflow", cache_size=3),
+            "handler.models.disk_cache_size",
+            "both or neither",
+            id="tensorflow-memory-without-disk",
+        ),
+    ],
+)
+def test_cache_sizes_follow_cortex_rules_and_name_the_field(tmp_path, handler, field, words):
+    with pytest.raises(SpecError) as raised:
+        load_spec(write(tmp_path, [api(**handler)]))
+    message = str(raised.value)
+    assert field in message and words in message, message
+
+
+@pytest.mark.parametrize(
+    "models",
+    [
+        pytest.param({"dir": "s3://b/models"}, id="dir"),
+        pytest.param({"paths": [{"name": "a", "path": "s3://b/a"}]}, id="paths"),
+        pytest.param({"path": "s3://b/a"}, id="path-an-extension"),
+    ],
+)
+def test_cache_sizes_are_taken_with_any_source(tmp_path, models):
+    spec = load_spec(write(tmp_path, [api(multi_model_reloading={**models, "cache_size": 2, "disk_cache_size": 2})]))
+    assert spec.cache is not None and (spec.cache.memory, spec.cache.disk) == (2, 2)
+    assert not any("cache" in name for name in spec.not_applicable_fields())

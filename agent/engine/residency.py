@@ -1,0 +1,318 @@
+"""What is kept in memory and on disk: every loadable version (no caching), or an LRU (Cortex's
+`cache_size` / `disk_cache_size`).
+
+The reconciler asks its residency which versions to load unasked (`eager`), and tells it what it
+installed, swapped in and retired; the residency decides what that evicts. Two objects, one
+interface, so the reconciler has no `if caching:`:
+
+- `EveryVersion`: today's behaviour: every loadable version is loaded, a folder goes when its
+  version stops serving.
+- `LruCache`: at most `cache_size` entries ((model, version) each) in the registry, evicted
+  inline, least recently used first (by `get_model`), at the moment one is added; at most
+  `disk_cache_size` version folders, evicted the same way among those whose entry is not in memory
+  nor being loaded. An entry being loaded is never evicted and counts apart, so the cache holds
+  at most `cache_size` entries plus those loading (plus those requests still hold, which the
+  runtime no longer references).
+
+Thread-safety: `LruCache._lock` orders insertions and evictions across models (any model's worker
+inserts, and may evict another model's entry); it is taken before `Registry._lock` and never
+across I/O (folders are removed after it is released, through the store's retirement).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from agent.boundaries.store import Cancellable, ModelStore
+from agent.domain.caching import CacheSizes, eager_versions, victims
+from agent.domain.index import ModelState, Served
+from agent.engine.registry import Registry
+from agent.metrics import Metrics
+
+Entry = tuple[str, int]  # (model, version)
+
+
+@dataclass(frozen=True)
+class Swapped:
+    """What an insertion displaced: the entry's previous content, and the entries it evicted."""
+
+    replaced: Served | None
+    evicted: list[tuple[str, Served]] = field(default_factory=list)
+
+
+class Residency(Protocol):
+    caching: bool
+
+    def eager(
+        self, model: str, state: ModelState, loaded: Mapping[int, str], demand: frozenset[int]
+    ) -> frozenset[int] | None:
+        """The versions a reconcile loads (None: every loadable one)."""
+
+    def begin_load(self, model: str, version: int) -> None: ...
+
+    def end_load(self, model: str, version: int) -> None: ...
+
+    def installing(self, model: str, version: int, fingerprint: str) -> None:
+        """A load of that content starts (before its folder is looked for)."""
+
+    def installed(self, model: str, version: int, fingerprint: str, folder: Path) -> None:
+        """A version folder is complete on disk (downloaded, or found there)."""
+
+    def swap_in(self, model: str, served: Served) -> Swapped: ...
+
+    def retire(self, folder: Path) -> None:
+        """The folder of a content that stopped serving (replaced, removed from S3): goes after `retire_after`."""
+
+    def observed(self, model: str, state: ModelState) -> None:
+        """The model's new index value: folders of contents S3 no longer holds go."""
+
+    def discard(self, folder: Path) -> None:
+        """A folder whose load failed: removed now (nothing serves from it)."""
+
+
+class EveryVersion:
+    """No caching: every loadable version is loaded and its folder kept while it serves."""
+
+    caching = False
+
+    def __init__(self, registry: Registry, store: ModelStore) -> None:
+        self._registry = registry
+        self._store = store
+
+    def eager(
+        self, model: str, state: ModelState, loaded: Mapping[int, str], demand: frozenset[int]
+    ) -> frozenset[int] | None:
+        return None
+
+    def begin_load(self, model: str, version: int) -> None:
+        pass
+
+    def end_load(self, model: str, version: int) -> None:
+        pass
+
+    def installing(self, model: str, version: int, fingerprint: str) -> None:
+        pass
+
+    def installed(self, model: str, version: int, fingerprint: str, folder: Path) -> None:
+        pass
+
+    def swap_in(self, model: str, served: Served) -> Swapped:
+        return Swapped(self._registry.swap_in(model, served))
+
+    def retire(self, folder: Path) -> None:
+        self._store.retire(folder)
+
+    def observed(self, model: str, state: ModelState) -> None:
+        pass
+
+    def discard(self, folder: Path) -> None:
+        self._store.remove(folder)
+
+
+@dataclass(frozen=True)
+class _Folder:
+    model: str
+    version: int
+    fingerprint: str
+
+
+class LruCache:
+    """At most `sizes.memory` entries in memory and `sizes.disk` folders on disk, evicted LRU at insertion."""
+
+    caching = True
+
+    def __init__(
+        self,
+        registry: Registry,
+        store: ModelStore,
+        sizes: CacheSizes,
+        metrics: Metrics,
+        taken_over: Callable[[str], Mapping[int, str]] | None = None,
+    ) -> None:
+        self._registry = registry
+        # What a previous run left serving (TF Serving's loaded versions): loaded eagerly, so a restart
+        # keeps the cache warm instead of dropping it (Lifecycle.taken_over).
+        self._taken_over = taken_over or _nothing_taken_over
+        self._store = store
+        self.sizes = sizes
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._clock = itertools.count(1)  # a use counter: the LRU order, not time
+        self._used: dict[Entry, int] = {}  # last get_model (or load) of each entry
+        self._folders: dict[Path, _Folder] = {}  # complete version folders on disk
+        self._folder_used: dict[Path, int] = {}
+        self._loading: dict[Entry, int] = {}  # entries being loaded (a count: a reload and a cold load may overlap)
+        self._retiring: dict[Path, tuple[_Folder, Cancellable | None]] = {}  # evicted, removal pending
+        self._ever_cached: set[str] = set()  # models that had a folder or an entry (only they can go stale)
+        self._in_memory_gauge = metrics.cache_entries.labels("memory")
+        self._on_disk_gauge = metrics.cache_entries.labels("disk")
+        self._retiring_gauge = metrics.cache_entries.labels("retiring")
+
+    # -- requests (any thread) ---------------------------------------------------------------
+    def touch(self, model: str, version: int) -> None:
+        """A request used the entry: it becomes the most recently used (a dict write, no lock)."""
+        self._used[(model, version)] = next(self._clock)
+
+    # -- the reconciler (the model's worker) --------------------------------------------------
+    def eager(
+        self, model: str, state: ModelState, loaded: Mapping[int, str], demand: frozenset[int]
+    ) -> frozenset[int] | None:
+        fingerprints = state.fingerprints()
+        kept = {version for version, fp in self._taken_over(model).items() if fingerprints.get(version) == fp}
+        return eager_versions(state, loaded) | demand | kept
+
+    def begin_load(self, model: str, version: int) -> None:
+        with self._lock:
+            self._loading[(model, version)] = self._loading.get((model, version), 0) + 1
+            self._metrics.cache_loads_in_flight.set(sum(self._loading.values()))
+
+    def end_load(self, model: str, version: int) -> None:
+        with self._lock:
+            left = self._loading.get((model, version), 1) - 1
+            if left:
+                self._loading[(model, version)] = left
+            else:
+                self._loading.pop((model, version), None)
+            self._metrics.cache_loads_in_flight.set(sum(self._loading.values()))
+
+    def installing(self, model: str, version: int, fingerprint: str) -> None:
+        """A load of that content starts: a folder of it that is retiring is kept (its removal cancelled)."""
+        wanted = _Folder(model, version, fingerprint)
+        with self._lock:
+            for path, (folder, pending) in list(self._retiring.items()):
+                if folder == wanted and pending is not None:
+                    pending.cancel()
+                    del self._retiring[path]
+                    if path.is_dir():
+                        self._folders[path] = folder
+                        self._folder_used[path] = next(self._clock)
+            self._gauges()
+
+    def installed(self, model: str, version: int, fingerprint: str, folder: Path) -> None:
+        with self._lock:
+            self._ever_cached.add(model)
+            self._folders[folder] = _Folder(model, version, fingerprint)
+            self._folder_used[folder] = next(self._clock)
+            in_memory = {path for path, f in self._folders.items() if (f.model, f.version) in self._resident_keys()}
+            loading = {path for path, f in self._folders.items() if (f.model, f.version) in self._loading}
+            evicted = victims(self._folder_used, self._folders, in_memory | loading | {folder}, self.sizes.disk)
+            retiring = [(path, self._folders[path]) for path in evicted]
+            for path in evicted:
+                self._forget_folder(path)
+            self._gauges()
+        for path, record in retiring:
+            self._metrics.cache_evictions.labels("disk").inc()
+            self._retire(path, record)
+
+    def swap_in(self, model: str, served: Served) -> Swapped:
+        key = (model, served.version)
+        evicted: list[tuple[str, Served]] = []
+        with self._lock:
+            self._ever_cached.add(model)
+            replaced = self._registry.swap_in(model, served)
+            self._used.setdefault(key, next(self._clock))
+            if replaced is None:  # a new entry: make room (an in-place update takes the place it had)
+                keep = {key} | set(self._loading)
+                for victim_model, victim_version in victims(self._used, self._resident_keys(), keep, self.sizes.memory):
+                    old = self._registry.remove(victim_model, victim_version)
+                    self._used.pop((victim_model, victim_version), None)
+                    if old is not None:
+                        evicted.append((victim_model, old))
+            self._gauges()
+        self._metrics.cache_evictions.labels("memory").inc(len(evicted))
+        return Swapped(replaced, evicted)
+
+    def retire(self, folder: Path) -> None:
+        with self._lock:
+            known = self._folders.get(folder)
+            self._forget_folder(folder)
+            self._gauges()
+        self._retire(folder, known)
+
+    def observed(self, model: str, state: ModelState) -> None:
+        if model not in self._ever_cached:  # most models of a large `dir`: nothing of theirs to forget
+            return
+        fingerprints = state.fingerprints()
+        with self._lock:
+            stale = [
+                path
+                for path, f in self._folders.items()
+                if f.model == model
+                and fingerprints.get(f.version) != f.fingerprint
+                and (model, f.version) not in self._loading
+            ]
+            stale_folders = [(path, self._folders[path]) for path in stale]
+            for path in stale:
+                self._forget_folder(path)
+            # a copy: request threads may add a key meanwhile (touch writes without the lock)
+            gone = [key for key in list(self._used) if key[0] == model and key[1] not in fingerprints]
+            for key in gone:
+                self._used.pop(key, None)
+            if stale:
+                self._gauges()
+        for path, folder in stale_folders:
+            self._retire(path, folder)
+
+    def discard(self, folder: Path) -> None:
+        with self._lock:
+            self._forget_folder(folder)
+            self._gauges()
+        self._store.remove(folder)
+
+    # -- views (any thread) ------------------------------------------------------------------
+    def on_disk(self) -> dict[str, set[int]]:
+        """Per model, the versions whose folder is on disk (one pass, for all of `/models`)."""
+        found: dict[str, set[int]] = {}
+        with self._lock:
+            for folder in self._folders.values():
+                found.setdefault(folder.model, set()).add(folder.version)
+        return found
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "memory": len(self._resident_keys()),
+                "disk": len(self._folders),
+                "loading": len(self._loading),
+                "retiring": len(self._retiring),
+            }
+
+    # -- inside the lock -----------------------------------------------------------------------
+    def _resident_keys(self) -> set[Entry]:
+        return {(model, version) for model in self._registry.models() for version in self._registry.loaded(model)}
+
+    def _forget_folder(self, path: Path) -> None:
+        self._folders.pop(path, None)
+        self._folder_used.pop(path, None)
+
+    def _gauges(self) -> None:
+        self._in_memory_gauge.set(len(self._resident_keys()))
+        self._on_disk_gauge.set(len(self._folders))
+        self._retiring_gauge.set(len(self._retiring))
+
+    def _retire(self, path: Path, folder: _Folder | None) -> None:
+        """Outside the lock: the store may remove the folder right here (retire_after 0)."""
+        if folder is None:
+            self._store.retire(path)
+            return
+        with self._lock:
+            self._retiring[path] = (folder, None)
+            self._gauges()
+        pending = self._store.retire(path, on_removed=lambda: self._removed(path))
+        with self._lock:
+            if pending is not None and path in self._retiring:
+                self._retiring[path] = (folder, pending)
+
+    def _removed(self, path: Path) -> None:
+        with self._lock:
+            self._retiring.pop(path, None)
+            self._gauges()
+
+
+def _nothing_taken_over(model: str) -> Mapping[int, str]:
+    return {}

@@ -1,0 +1,90 @@
+"""The LRU of entries in memory and folders on disk (agent.engine.residency.LruCache), on a real store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.boundaries.store import ModelStore
+from agent.domain.caching import CacheSizes
+from agent.domain.index import Served
+from agent.engine.registry import Registry
+from agent.engine.residency import LruCache
+from agent.engine.scheduler import Scheduler
+from agent.metrics import Metrics
+from tests.fakes import ManualClock, SerialExecutor
+
+
+def installed(store: ModelStore, cache: LruCache, model: str, version: int = 1) -> Path:
+    fingerprint = f"fp-{model}-{version}"
+
+    def fill(folder: Path) -> None:
+        (folder / "model.txt").write_text(model)
+
+    folder = store.install(model, version, fingerprint, fill)
+    cache.installed(model, version, fingerprint, folder)
+    return folder
+
+
+def served(model: str, folder: Path, version: int = 1) -> Served:
+    return Served(version, f"fp-{model}-{version}", folder, object(), 0.0)
+
+
+def make(tmp_path: Path, memory: int, disk: int, retire_after: float = 0.0):
+    clock = ManualClock()
+    scheduler = Scheduler(clock, SerialExecutor())
+    store = ModelStore(tmp_path, retire_after=retire_after, later=scheduler.call_later)
+    registry = Registry()
+    return registry, store, LruCache(registry, store, CacheSizes(memory, disk), Metrics()), scheduler, clock
+
+
+def test_an_insertion_evicts_the_least_recently_used_entry_at_once(tmp_path):
+    # GIVEN a cache of 2 holding a and b, a used last
+    registry, store, cache, _, _ = make(tmp_path, 2, 3)
+    for model in ("a", "b"):
+        cache.swap_in(model, served(model, installed(store, cache, model)))
+    cache.touch("a", 1)
+    # WHEN c is inserted THEN b (least recently used) leaves memory, at once, and its folder stays
+    swapped = cache.swap_in("c", served("c", installed(store, cache, "c")))
+    assert [model for model, _ in swapped.evicted] == ["b"]
+    assert registry.models() == ["a", "c"]
+    assert cache.on_disk()["b"] == {1}
+
+
+def test_an_entry_being_loaded_is_never_evicted(tmp_path):
+    # GIVEN a cache of 1 holding a, while a's in-place update is being loaded
+    registry, store, cache, _, _ = make(tmp_path, 1, 2)
+    cache.swap_in("a", served("a", installed(store, cache, "a")))
+    cache.begin_load("a", 1)
+    # WHEN b is inserted THEN a stays (the cache holds 1 plus those loading)
+    assert cache.swap_in("b", served("b", installed(store, cache, "b"))).evicted == []
+    cache.end_load("a", 1)
+    # AND the next insertion makes room again
+    assert len(cache.swap_in("c", served("c", installed(store, cache, "c"))).evicted) == 2
+    assert registry.models() == ["c"]
+
+
+def test_disk_evicts_only_folders_whose_entry_is_not_in_memory(tmp_path):
+    # GIVEN a disk of 2 folders: a in memory, b only on disk
+    _, store, cache, _, _ = make(tmp_path, 1, 2)
+    a = installed(store, cache, "a")
+    cache.swap_in("a", served("a", a))
+    b = installed(store, cache, "b")
+    # WHEN c's folder is written THEN b's goes (a's is in memory, c's is the new one)
+    c = installed(store, cache, "c")
+    assert a.is_dir() and c.is_dir() and not b.exists()
+    assert cache.counts()["disk"] == 2
+
+
+def test_a_retiring_folder_a_new_load_needs_is_kept(tmp_path):
+    # GIVEN b's folder evicted from disk, retiring for 30 s
+    _, store, cache, scheduler, clock = make(tmp_path, 1, 1, retire_after=30)
+    installed(store, cache, "a")
+    b = installed(store, cache, "b")
+    a = store.folder("a", 1, "fp-a-1")
+    assert cache.counts()["retiring"] == 1
+    # WHEN a is loaded again before it is removed THEN its folder is kept, not downloaded again
+    cache.installing("a", 1, "fp-a-1")
+    clock.advance(31)
+    scheduler.run_due()
+    assert a.is_dir() and b.is_dir()
+    assert cache.counts()["retiring"] == 0
