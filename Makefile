@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench venv localstack-install clean
+.PHONY: demo test lint bench bench-serving venv localstack-install clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -45,3 +45,8 @@ clean:
 
 bench: venv localstack-install
 	$(BIN)/python -m bench.reload
+
+# `reloader serve` against a bare Starlette app under wrk (a Debian package: installed here when missing).
+bench-serving: venv
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.serving
