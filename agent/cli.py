@@ -7,6 +7,7 @@ are constructed and wired together.
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import json
 import logging
@@ -27,6 +28,7 @@ from typing import Any
 from agent import logs
 from agent.api.handler import call_with_declared, check_handler, import_handler_class
 from agent.api.http import create_app
+from agent.api.info import model_info
 from agent.api.model_client import ModelClient
 from agent.boundaries import aws
 from agent.boundaries.s3 import S3
@@ -199,7 +201,10 @@ class Service:
                 savedmodel_incomplete if self.tensorflow else None,
             )
             self.agent.event_sources += event_sources(api.name, settings, self.agent)
-        self.app = create_app(self.handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop)
+        info = model_info(self.registry, self.tensorflow.tfserving if self.tensorflow else None)
+        self.app = create_app(
+            self.handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop, info=info
+        )
 
     def start(self) -> None:
         if self.tensorflow is not None:
@@ -296,12 +301,30 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
     if not_applicable:
         log.warning("accepted but not applicable on a single replica, ignored: %s", ", ".join(not_applicable))
     service = Service(spec, with_handler=with_handler)
-    server = uvicorn.Server(uvicorn.Config(service.app, host=args.host, port=args.port, log_level="warning"))
+    http, loop = server_stack()
+    config = uvicorn.Config(
+        service.app, host=args.host, port=args.port, http=http, loop=loop, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
     threading.Thread(target=_start_when_listening, args=(server, service), name="agent-start", daemon=True).start()
     what = "serving API" if with_handler else "agent of API"
-    log.info("%s %r on http://%s:%d", what, spec.api.name, args.host, args.port)
+    log.info("%s %r on http://%s:%d (uvicorn with %s and %s)", what, spec.api.name, args.host, args.port, http, loop)
     server.run()
     return 0
+
+
+def server_stack() -> tuple[str, str]:
+    """uvicorn's HTTP parser and event loop: httptools and uvloop (`uvicorn[standard]`) where they import,
+    else its pure-Python h11 and asyncio (uvloop has no Windows build, for one). As uvicorn's "auto" picks,
+    named here so the log says which."""
+    chosen = []
+    for fast, fallback in (("httptools", "h11"), ("uvloop", "asyncio")):
+        try:
+            importlib.import_module(fast)
+            chosen.append(fast)
+        except ImportError:
+            chosen.append(fallback)
+    return chosen[0], chosen[1]
 
 
 def _start_when_listening(server: Any, service: Service) -> None:
