@@ -129,11 +129,17 @@ class ServeFactory:
         api: str | None = None,
         ready_timeout: float = 60,
         command_name: str = "serve",
+        hide: tuple[str, ...] = (),
     ) -> Server:
-        """Run `reloader serve` (or `command_name`, e.g. "agent") and wait until it is ready."""
+        """Run `reloader serve` (or `command_name`, e.g. "agent") and wait until it is ready.
+
+        `hide` names modules made unimportable in that process, as where they cannot be installed."""
         port = free_port()
         log_path = self.tmp_path / f"{command_name}-{port}.log"
         command = [sys.executable, "-m", "agent.cli", command_name, str(spec), "--port", str(port)]
+        if hide:
+            hidden = "".join(f"sys.modules[{name!r}] = None; " for name in hide)
+            command[1:3] = ["-c", f"import sys; {hidden}from agent.cli import main; sys.exit(main())"]
         if api:
             command += ["--api", api]
         process = subprocess.Popen(
