@@ -1,14 +1,14 @@
 """Prometheus metrics of one agent, in a registry of its own (several agents can share a process in tests).
 
-A leaf module: every layer may record into it; it imports nothing of ours.
+A leaf module: every layer may record into it; it imports nothing of ours but its request collector.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+
+from agent.request_times import RequestTimes
 
 RELOAD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -72,23 +72,17 @@ class Metrics:
             registry=r,
         )
 
-        self.http_request_seconds = Histogram(
+        self.http_requests = RequestTimes(
             "reloader_http_request_duration_seconds",
             "Requests answered by the API's handler endpoint `/`, by status code (`_count`: how many), and the time "
             "from each reaching `/` to its answer sent (body read, handler, serialisation).",
-            ["status_code"],
-            buckets=REQUEST_BUCKETS,
-            registry=r,
+            REQUEST_BUCKETS,
         )
-        # Per status code, the child once: `labels()` (a lock and a lookup) stays off the request path.
-        self._http_children: dict[int, Any] = {}
+        r.register(self.http_requests)
 
     def http_request(self, status_code: int, seconds: float) -> None:
-        """One request to `/` answered; called on the event loop's thread only."""
-        child = self._http_children.get(status_code)
-        if child is None:
-            child = self._http_children[status_code] = self.http_request_seconds.labels(str(status_code))
-        child.observe(seconds)
+        """One request to `/` answered; on the event loop's thread only (see agent/request_times.py)."""
+        self.http_requests.observe(status_code, seconds)
 
     def s3_call(self, operation: str, seconds: float) -> None:
         self.s3_requests.labels(operation).inc()
