@@ -46,6 +46,6 @@ class RequestTimes(Collector):
             cumulative, buckets = 0, []
             for bound, count in zip((*self._bounds, float("inf")), times.counts, strict=True):
                 cumulative += count
-                buckets.append((floatToGoString(bound), cumulative))
+                buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]
             family.add_metric([str(status_code)], buckets, times.total)
         yield family
