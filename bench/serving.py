@@ -7,7 +7,8 @@ forest predicting one row), two servers run side by side, each as its own proces
 configured alike: `reloader serve` (`threads_per_process: 4`) and a bare Starlette app (a sync
 endpoint through `run_in_threadpool`, anyio's thread limit set to 4); see bench/serving_app.py.
 wrk (16 connections, one thread, loopback only) loads one server at a time, in interleaved
-rounds (the order alternates each round), so a change in the host's speed touches both alike.
+rounds (the order alternates each round, and each measured run follows a 1 s run on the same
+server), so a change in the host's speed touches both alike.
 The table gives the median requests per second of each, the median of the per-round ratios
 reloader / bare (target >= 0.95) with their range, that median over the quieter half of the rounds
 (those where the two together answered most: other load on the host only lowers throughput), and
@@ -131,9 +132,12 @@ def compare(
         order = [("bare", *bare), ("ours", *ours)]
         if round_number % 2:
             order.reverse()
-        results = {
-            name: load(wrk, script, process, url, args.connections, args.duration) for name, process, url in order
-        }
+        results = {}
+        for name, process, url in order:
+            # Each measured run follows a short one on the same server: without it, a server measured
+            # right after the other one ran slower than one measured after itself (by 10-25 % here).
+            load(wrk, script, process, url, args.connections, 1)
+            results[name] = load(wrk, script, process, url, args.connections, args.duration)
         bare_runs.append(results["bare"])
         our_runs.append(results["ours"])
         print(
