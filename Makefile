@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench bench-cache venv localstack-install prometheus-install clean
+.PHONY: demo test lint bench bench-cache bench-serving venv localstack-install prometheus-install clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -57,3 +57,7 @@ bench: venv localstack-install
 
 bench-cache: venv localstack-install
 	$(BIN)/python -m bench.cache
+# `reloader serve` against a bare Starlette app under wrk (a Debian package: installed here when missing).
+bench-serving: venv
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.serving

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib
 import importlib.util
 import json
 import logging
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from agent import logs
 from agent.api.handler import call_with_declared, check_handler, import_handler_class
 from agent.api.http import create_app
+from agent.api.info import model_info
 from agent.api.shutdown import GracefulServer, Shutdown
 from agent.boundaries import aws
 from agent.boundaries.s3 import S3
@@ -226,8 +228,15 @@ class Service:
             self.agent.event_sources += event_sources(api.name, settings, self.agent)
         http_handler = None if self.proto else self.handler  # a gRPC API's HTTP port has no `/`
         self.shutdown = Shutdown(api.reloading.shutdown_drain, api.reloading.shutdown_timeout)
+        snapshot = self.agent.index.snapshot if self.agent is not None else dict
+        info = model_info(self.registry, snapshot, self.runtime.tfserving)
         self.app = create_app(
-            http_handler, self.agent, api.handler.threads_per_process, on_shutdown=self.stop, shutdown=self.shutdown
+            http_handler,
+            self.agent,
+            api.handler.threads_per_process,
+            on_shutdown=self.stop,
+            shutdown=self.shutdown,
+            info=info,
         )
 
     def start(self) -> None:
@@ -337,9 +346,13 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
     # Bound before uvicorn runs: connections wait in the backlog meanwhile, so the agent starts at
     # once, beside the server, and /healthz never waits for a large initial load.
     listening = listening_socket(args.host, http_port)
+    http, loop = server_stack()
     config = uvicorn.Config(
         service.app,
+        http=http,
+        loop=loop,
         log_level="warning",
+        access_log=False,
         timeout_graceful_shutdown=math.ceil(service.shutdown.timeout),  # requests in flight, within the deadline
     )
     server = GracefulServer(config, service.shutdown)
@@ -347,7 +360,7 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
     what = "serving API" if with_handler else "agent of API"
     if service.proto is not None:
         what = "HTTP endpoints (/healthz, /readyz, /models, /metrics) of API"
-    log.info("%s %r on http://%s:%d", what, spec.api.name, args.host, http_port)
+    log.info("%s %r on http://%s:%d (uvicorn with %s and %s)", what, spec.api.name, args.host, http_port, http, loop)
     try:
         server.run(sockets=[listening])
     finally:
@@ -355,6 +368,20 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
             logging.shutdown()
             os._exit(0)
     return 0
+
+
+def server_stack() -> tuple[str, str]:
+    """uvicorn's HTTP parser and event loop: httptools and uvloop (`uvicorn[standard]`) where they import,
+    else its pure-Python h11 and asyncio (uvloop has no Windows build, for one). As uvicorn's "auto" picks,
+    named here so the log says which."""
+    chosen = []
+    for fast, fallback in (("httptools", "h11"), ("uvloop", "asyncio")):
+        try:
+            importlib.import_module(fast)
+            chosen.append(fast)
+        except ImportError:
+            chosen.append(fallback)
+    return chosen[0], chosen[1]
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

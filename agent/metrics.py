@@ -1,6 +1,6 @@
 """Prometheus metrics of one agent, in a registry of its own (several agents can share a process in tests).
 
-A leaf module: every layer may record into it; it imports nothing of ours.
+A leaf module: every layer may record into it; it imports nothing of ours but its request collector.
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from agent.request_times import RequestTimes
+
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 10)
+
 RELOAD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class Metrics:
@@ -118,6 +122,18 @@ class Metrics:
             ["where"],
             registry=r,
         )
+
+        self.http_requests = RequestTimes(
+            "reloader_http_request_duration_seconds",
+            "Requests answered by the API's handler endpoint `/`, by status code (`_count`: how many), and the time "
+            "from each reaching `/` to its answer sent (body read, handler, serialisation).",
+            REQUEST_BUCKETS,
+        )
+        r.register(self.http_requests)
+
+    def http_request(self, status_code: int, seconds: float) -> None:
+        """One request to `/` answered; on the event loop's thread only (see agent/request_times.py)."""
+        self.http_requests.observe(status_code, seconds)
 
     def track_replica_state(self, read: Callable[[], tuple[Mapping[str, Any], bool]]) -> None:
         """Expose the gauges computed at each scrape from `read()`: (the `/models` snapshot, ready or not)."""

@@ -44,6 +44,7 @@ class PythonRuntime:
         self.lifecycle: Lifecycle = CleanStore(self.store)
         self._client = ModelClient(registry)
         self.clients: dict[str, Any] = {"model_client": self._client}
+        self.tfserving: Any = None  # no TF Serving to ask for signatures (/info)
         self._loader: Loader | None = None
 
     def serve_through(self, lookup: Lookup) -> None:
@@ -97,6 +98,7 @@ class TFServingRuntime:
             tfserving, predictor = self._connect(settings)
         else:
             predictor = tfserving
+        self.tfserving: Any = tfserving  # /info asks it for each version's signatures
         from agent.api.tensorflow_client import TensorFlowClient
 
         self._client = TensorFlowClient(registry, predictor)

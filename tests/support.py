@@ -147,16 +147,22 @@ class ServeFactory:
         ready_timeout: float = 60,
         command_name: str = "serve",
         grpc: bool = False,
+        hide: tuple[str, ...] = (),
     ) -> Server:
         """Run `reloader serve` (or `command_name`, e.g. "agent") and wait until it is ready.
 
-        `grpc`: a gRPC API; its HTTP endpoints get a port of their own (`--http-port`)."""
+        `grpc`: a gRPC API; its HTTP endpoints get a port of their own (`--http-port`).
+        `hide` names modules made unimportable in that process, as where they cannot be installed
+        (then through `python -c`, since the console script cannot hide them)."""
         port = free_port()
         http_port = free_port() if grpc else port
         log_path = self.tmp_path / f"{command_name}-{port}.log"
         command = [reloader(), command_name, str(spec), "--port", str(port)]
         if grpc:
             command += ["--http-port", str(http_port)]
+        if hide:
+            hidden = "".join(f"sys.modules[{name!r}] = None; " for name in hide)
+            command[0:1] = [sys.executable, "-c", f"import sys; {hidden}from agent.cli import main; sys.exit(main())"]
         if api:
             command += ["--api", api]
         process = subprocess.Popen(

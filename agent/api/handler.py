@@ -10,7 +10,7 @@ import importlib.util
 import inspect
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +51,18 @@ def check_handler(handler_class: type, needs_load_model: bool, http: bool = True
         raise SpecError("handler: expected Handler to define at least one of handle_post, handle_get, ...")
 
 
-def call_with_declared(function: Callable[..., Any], available: dict[str, Any]) -> Any:
-    """Call `function` with the keyword arguments it declares, from `available`."""
+def declared_arguments(function: Callable[..., Any], names: Iterable[str]) -> frozenset[str]:
+    """Which of `names` `function` declares (all of them when it takes **kwargs).
+
+    Read once per function, when the handler is built: `inspect.signature` costs more than a
+    trivial request, so it stays off the request path.
+    """
     parameters = inspect.signature(function).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return function(**available)
-    return function(**{name: value for name, value in available.items() if name in parameters})
+        return frozenset(names)
+    return frozenset(name for name in names if name in parameters)
+
+
+def call_with_declared(function: Callable[..., Any], available: dict[str, Any]) -> Any:
+    """Call `function` with the keyword arguments it declares, from `available` (once: `Handler(...)`)."""
+    return function(**{name: available[name] for name in declared_arguments(function, available)})

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import tensorflow as tf
+from google.protobuf import json_format
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -100,6 +101,18 @@ class TFServing:
 
     def signatures(self, model: str, version: int) -> dict[str, dict[str, int]]:
         """The version's signatures: signature key -> input name -> tensorflow DataType number."""
+        return {
+            key: {name: int(info.dtype) for name, info in signature.inputs.items()}
+            for key, signature in self._signature_map(model, version).signature_def.items()
+        }
+
+    def signature_defs(self, model: str, version: int) -> dict[str, Any]:
+        """The version's SignatureDefs as JSON values (protobuf's JSON mapping, as Cortex 0.35's `/info` gave
+        them): signature key -> {"inputs", "outputs": name -> {"name", "dtype", "tensorShape"}, "methodName"}."""
+        signature_map = self._signature_map(model, version)
+        return dict(json_format.MessageToDict(signature_map).get("signatureDef", {}))
+
+    def _signature_map(self, model: str, version: int) -> Any:
         request = get_model_metadata_pb2.GetModelMetadataRequest()
         request.model_spec.name = model
         request.model_spec.version.value = version
@@ -108,10 +121,7 @@ class TFServing:
             response = self._predictions.GetModelMetadata(request, timeout=self._rpc_timeout)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(signature_map)
-        return {
-            key: {name: int(info.dtype) for name, info in signature.inputs.items()}
-            for key, signature in signature_map.signature_def.items()
-        }
+        return signature_map
 
     def predict(self, servable: Servable, model_input: Any) -> dict[str, Any]:
         """Run the servable's signature on `model_input` (input name -> value); return output name -> value.

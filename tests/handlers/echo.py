@@ -17,6 +17,8 @@ class Handler:
             return "plain text"
         if kind == "raise":
             raise ValueError("secret internal detail")
+        if kind == "unanswerable":
+            return {"a set": {1, 2}}  # not JSON
         return {
             "payload": payload if not isinstance(payload, bytes) else payload.decode(),
             "type": type(payload).__name__,

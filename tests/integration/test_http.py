@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.support import ROOT, Models, api_spec, reloader, wait_until
+from tests.support import ROOT, Models, api_spec, metric, reloader, wait_until
 
 pytestmark = pytest.mark.localstack
 
@@ -272,3 +272,45 @@ def test_push_on_a_terminal_shows_progress_without_failing(serve, s3_client, buc
     assert b"pushed 3 file(s)" in stdout
     listed = s3_client.list_objects_v2(Bucket=bucket, Prefix="m/3/")["Contents"]
     assert len(listed) == 4
+
+
+def test_a_result_that_cannot_be_answered_is_a_500_saying_what_was_expected(echo):
+    answer = echo.http.post("/?return=unanswerable", json={})
+    assert answer.status_code == 500
+    assert "handle_post returned a dict that cannot be answered" in answer.json()["error"]
+    assert "JSON-serialisable" in answer.json()["error"]
+    assert "not JSON serializable" in echo.log()
+
+
+def test_requests_are_counted_and_timed_by_status_code(echo):
+    # GIVEN answers of four kinds: 200 (twice), 400, 405 and 500
+    for _ in range(2):
+        assert echo.http.post("/", json={"a": 1}).status_code == 200
+    assert echo.http.post("/", content=b"{", headers={"content-type": "application/json"}).status_code == 400
+    assert echo.http.put("/", json={}).status_code == 405
+    assert echo.http.post("/?return=raise", json={}).status_code == 500
+    assert echo.http.get("/healthz").status_code == 200  # not the API: not counted
+    # THEN /metrics counts them per status code, with their time
+    name = "reloader_http_request_duration_seconds"
+    counts = {code: metric(echo, f"{name}_count", status_code=code) for code in ("200", "400", "405", "500")}
+    assert counts == {"200": 2, "400": 1, "405": 1, "500": 1}
+    assert 0 < metric(echo, f"{name}_sum", status_code="200") < 10
+    assert metric(echo, f"{name}_bucket", status_code="200", le="+Inf") == 2
+
+
+@pytest.mark.parametrize(
+    ("hide", "stack"),
+    [
+        pytest.param((), "uvicorn with httptools and uvloop", id="uvicorn[standard]"),
+        pytest.param(("httptools", "uvloop"), "uvicorn with h11 and asyncio", id="without httptools and uvloop"),
+    ],
+)
+def test_serves_on_uvicorn_standard_and_falls_back_where_it_cannot_install(serve, hide, stack):
+    # GIVEN the echo API, with httptools and uvloop importable or not (uvloop has no Windows build, say)
+    handlers = ROOT / "tests" / "handlers"
+    handler = {"type": "python", "path": str(handlers / "echo.py"), "python_path": str(handlers / "lib")}
+    api = {"name": "echo", "kind": "RealtimeAPI", "handler": handler}
+    server = serve.start(serve.spec(api), hide=hide)
+    # THEN it serves, and says on which stack
+    assert server.http.post("/", json={"a": 1}).json()["payload"] == {"a": 1}
+    assert stack in server.log()

@@ -245,3 +245,26 @@ def test_a_handler_whose_constructor_raises_is_reported_clearly(serve, tmp_path)
     expected = f"reloader: handler: Handler.__init__ in {handler} raised KeyError: 'api_key' at {handler}:3"
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_info_lists_each_models_versions_in_s3_and_loaded_as_cortex_did(serve, s3_client, bucket):
+    # GIVEN two models: iris with a good version 1 and a broken version 2, wine with version 5
+    models = Models(s3_client, bucket)
+    models.put_version("m/iris", 1, tag=1.0)
+    models.put_version("m/iris", 2, tag=2.0, extra={"FAIL": b"broken on purpose"})
+    models.put_version("m/wine", 5, tag=5.0)
+    server = serve.start(serve.spec(api_spec({"dir": f"s3://{bucket}/m/"})))
+
+    # WHEN /info is asked THEN each model lists its versions in S3, those loaded and the latest
+    metadata = server.http.get("/info").json()["model_metadata"]
+    assert {name: {k: v for k, v in m.items() if k != "timestamps"} for name, m in metadata.items()} == {
+        "iris": {"versions": ["1", "2"], "loaded": ["1"], "latest": "1"},
+        "wine": {"versions": ["5"], "loaded": ["5"], "latest": "5"},
+    }
+    loaded_at, not_loaded = metadata["iris"]["timestamps"]
+    assert isinstance(loaded_at, int) and not_loaded is None
+
+    # WHEN version 3 of iris arrives THEN /info shows it loaded and latest
+    models.put_version("m/iris", 3, tag=3.0)
+    wait_until(lambda: server.http.get("/info").json()["model_metadata"]["iris"]["latest"] == "3", what="v3 in /info")
+    assert server.http.get("/info").json()["model_metadata"]["iris"]["loaded"] == ["1", "3"]

@@ -22,7 +22,7 @@ pytest.importorskip("tensorflow_serving")
 from tests.fakes import Answer, Traffic
 from tests.support import EXAMPLES, ROOT, Models, ServeFactory, Server, metric, wait_until
 from tests.tfserving.process import TFServingProcess
-from tests.tfserving.savedmodels import INPUT, SavedModels, files_of, save_graph_only
+from tests.tfserving.savedmodels import INPUT, SavedModels, files_of, save_graph_only, save_summer
 
 pytestmark = pytest.mark.localstack
 
@@ -410,3 +410,32 @@ def test_with_caching_a_restart_keeps_what_tf_serving_has_loaded(serve, tfservin
     assert y(restarted, model="a") == scaled(1.0)
     assert metric(restarted, "reloader_cache_requests_total", result="miss") == 0
     assert restarted.version("c")["versions"]["1"]["where"] == "s3"
+
+
+def test_info_gives_each_loaded_versions_signature_from_tf_serving(serve, tfserving, s3_client, bucket, tmp_path):
+    # GIVEN two SavedModels of different signatures served through TF Serving
+    models = SavedModels(s3_client, bucket, tmp_path)
+    models.put("tf/scaler", 1, scale=1.0)
+    models.put_folder("tf/summer", 4, save_summer(tmp_path / "summer"))
+    paths = [{"name": "scaler", "path": f"s3://{bucket}/tf/scaler"}, {"name": "summer", "path": f"s3://{bucket}/tf/summer"}]
+    server = start(serve, tfserving, tmp_path / "models", tf_api({"paths": paths}))
+
+    # WHEN /info is asked
+    metadata = server.http.get("/info").json()["model_metadata"]
+
+    # THEN each model version has its signature with input and output names, types and shapes
+    assert sorted(metadata) == ["scaler-1", "summer-4"]
+    scaler, summer = metadata["scaler-1"], metadata["summer-4"]
+    assert scaler["signature_key"] == summer["signature_key"] == "serving_default"
+    assert scaler["input_signatures"] == {"x": {"shape": [-1, -1], "type": "float32"}}
+    assert scaler["output_signatures"] == {"y": {"shape": [-1, -1], "type": "float32"}}
+    assert summer["input_signatures"] == {"ids": {"shape": [-1, 3], "type": "int64"}}
+    assert summer["output_signatures"] == {"total": {"shape": [-1], "type": "int64"}}
+    # (the SignatureDef as TF Serving's metadata gives it, as Cortex 0.35 passed it on)
+    ids = summer["signature_def"]["serving_default"]["inputs"]["ids"]
+    assert ids["dtype"] == "DT_INT64" and ids["tensorShape"] == {"dim": [{"size": "-1"}, {"size": "3"}]}
+    assert scaler["tfserving_version"] == server.version("scaler")["versions"]["1"]["tfserving_version"]
+
+    # WHEN a second version of the scaler arrives THEN /info shows it too
+    models.put("tf/scaler", 2, scale=2.0)
+    wait_until(lambda: "scaler-2" in server.http.get("/info").json()["model_metadata"], what="scaler-2 in /info")

@@ -52,6 +52,18 @@ def save_graph_only(folder: Path, scale: float) -> Path:
     return folder
 
 
+def save_summer(folder: Path) -> Path:
+    """A SavedModel computing {"total": the sum of each row} for "ids" int64 [batch, 3], signature serving_default."""
+    module = tf.Module()
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.int64, name="ids")])
+    def serve(ids: Any) -> dict[str, Any]:
+        return {"total": tf.reduce_sum(ids, axis=1)}
+
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": serve})
+    return folder
+
+
 def files_of(folder: Path) -> list[str]:
     return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
 
@@ -85,6 +97,10 @@ class SavedModels:
             if name not in skip:
                 self.put_file(prefix, version, folder, name)
         return folder
+
+    def put_folder(self, prefix: str, version: int, folder: Path) -> None:
+        for name in files_of(folder):
+            self.put_file(prefix, version, folder, name)
 
     def put_file(self, prefix: str, version: int, folder: Path, name: str) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=f"{prefix}/{version}/{name}", Body=(folder / name).read_bytes())
