@@ -43,7 +43,7 @@ class PythonInfo:
 
 
 def python_metadata(snapshot: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Per model of a registry snapshot (`/models`): versions known in S3 and loaded, as Cortex's strings."""
+    """Per model of the `/models` view: versions known in S3 and loaded, as Cortex's strings."""
     metadata: dict[str, Any] = {}
     for name, model in snapshot.items():
         statuses = model["versions"]

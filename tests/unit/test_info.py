@@ -1,4 +1,4 @@
-"""`/info`'s pure parts: the Python handler's model metadata from a registry snapshot, TensorFlow signatures in
+"""`/info`'s pure parts: the Python handler's model metadata from the index's /models view, TensorFlow signatures in
 Cortex's short form, and the TensorFlow answer built from TF Serving's metadata (read once per loaded version)."""
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ import pytest
 
 from agent.api.info import PythonInfo, TensorFlowInfo, python_metadata
 from agent.domain.errors import TemporaryError
+from agent.domain.index import Failure, ModelState, Served, VersionEntry
 from agent.domain.signatures import dtype_name, tensor_shape, tensor_signatures
 from agent.domain.tfserving import Servable
-from agent.engine.registry import Registry, Served
+from agent.domain.versions import ObjectInfo, VersionListing
+from agent.engine.index import Index
+from agent.engine.registry import Registry
 
 
 def status(state: str, loaded_at: float | None = None) -> dict[str, Any]:
@@ -47,15 +50,22 @@ def test_python_metadata_lists_versions_known_in_s3_and_loaded(snapshot, expecte
     assert python_metadata(snapshot) == expected
 
 
-def test_python_info_reads_the_registry():
-    # GIVEN a registry with version 1 serving and version 2 failed
+def test_python_info_reads_the_index_view():
+    # GIVEN a model with version 1 serving and version 2 failed, as the index derives /models
     registry = Registry()
     registry.swap_in("iris", Served(1, "abc", Path("/m/iris/1"), object(), 1000.0))
-    registry.record_failure("iris", 2, "def", "load_model raised", attempts=1)
+    failure = Failure("def", "load_model raised", 1, 2000.0)
+    state = ModelState({v: VersionEntry(listing(v), 0.0, failure if v == 2 else None) for v in (1, 2)}, listed=True)
+    index = Index(registry, settle=0.0)
+    index.publish("iris", state)
     # WHEN /info is answered THEN both versions show, one loaded
-    assert PythonInfo(registry)() == {
+    assert PythonInfo(index.snapshot)() == {
         "model_metadata": {"iris": {"versions": ["1", "2"], "loaded": ["1"], "latest": "1", "timestamps": [1000, None]}}
     }
+
+
+def listing(version: int) -> VersionListing:
+    return VersionListing(version, (ObjectInfo("model.pkl", 1, "e"),), "abc" if version == 1 else "def", f"{version}/")
 
 
 @pytest.mark.parametrize(
