@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -32,6 +33,8 @@ from agent import logs
 from agent.api.handler import call_with_declared, check_handler, import_handler_class
 from agent.api.http import create_app
 from agent.api.info import model_info
+from agent.api.processes_status import ProcessesStatus
+from agent.api.server import listening_socket, server_stack
 from agent.api.shutdown import GracefulServer, Shutdown
 from agent.boundaries import aws
 from agent.boundaries.s3 import S3
@@ -41,6 +44,7 @@ from agent.boundaries.spec_file import load_spec
 from agent.boundaries.sqs import Queue, QueueAdmin
 from agent.domain.errors import ReloaderError, SpecError
 from agent.domain.locations import S3Location, parse_location
+from agent.domain.processes import thread_limits
 from agent.domain.settings import ReloadingSettings, describe_settings
 from agent.domain.spec import LoadedSpec
 from agent.engine.agent import Agent, EventSource
@@ -49,6 +53,7 @@ from agent.engine.event_sources import QueueEvents, TopicEvents
 from agent.engine.registry import Registry
 from agent.engine.replica_queue import ReplicaQueue
 from agent.engine.scheduler import Scheduler
+from agent.engine.serving_processes import ProcessLoader, ServingProcesses
 from agent.metrics import Metrics
 from agent.runtimes import build_runtime
 
@@ -163,17 +168,26 @@ def _service_arguments(command: argparse.ArgumentParser) -> None:
 class Service:
     """A handler, its agent and its HTTP app, built from a loaded spec (`with_handler=False`: the agent alone).
 
-    The composition root: real clients, the scheduler and the runtime are made here and passed down.
+    With `serving` (processes_per_replica above 1), the handler runs in serving processes that function
+    makes, and this process is the replica's agent alone: no handler, no HTTP app (`status` answers the
+    processes' questions). The composition root: real clients, the scheduler and the runtime are made
+    here and passed down.
     """
 
-    def __init__(self, spec: LoadedSpec, s3_client: Any | None = None, with_handler: bool = True) -> None:
+    def __init__(
+        self,
+        spec: LoadedSpec,
+        s3_client: Any | None = None,
+        with_handler: bool = True,
+        serving: Callable[[Scheduler], ServingProcesses] | None = None,
+    ) -> None:
         api = spec.api
         settings = api.reloading
         self.spec = spec
         models = spec.models
         self.registry = Registry(single_model=models.fixed[0].name if models and models.single else None)
         self.scheduler = Scheduler()
-        self.metrics = Metrics()
+        self.metrics = Metrics(requests=serving is None)
         self._own_model_dir: Path | None = None
         model_dir = settings.model_dir
         if model_dir is None:
@@ -189,33 +203,27 @@ class Service:
             sidecar=not with_handler,
             inferentia=api.compute.inf > 0,
         )
+        self.processes = serving(self.scheduler) if serving is not None else None
         self.handler: Any = None
         self.proto = compile_grpc_api(spec) if with_handler else None  # handler.protobuf_path: a gRPC API
         self.grpc_server: Any = None  # started by _run, stopped first
         if with_handler:
-            handler_class = import_handler_class(spec.handler_path, spec.python_path, api.handler.env)
-            check_handler(
-                handler_class,
-                needs_load_model=models is not None and self.runtime.needs_load_model,
-                http=self.proto is None,
-            )
-            if self.proto is not None:
-                self.proto.check(handler_class, spec.handler_path)
-            proto_module = self.proto.handler_arguments() if self.proto else {}
-            arguments = {"config": dict(api.handler.config), **self.runtime.clients, **proto_module}
-            self.handler = _construct_handler(spec, handler_class, arguments)
-            self.runtime.attach(self.handler)
+            self._handler(spec)
         self.agent: Agent | None = None
         self._s3: S3 | None = None
         if models is not None:
             if not models.is_local:
                 client = s3_client or aws.client("s3")
                 self._s3 = S3(client, settings.download_concurrency, self.metrics.s3_call)
+            if self.processes is None:
+                loader = self.runtime.loader
+            else:  # a version serves once every serving process loaded it
+                loader = ProcessLoader(self.processes, None if self.runtime.needs_load_model else self.runtime.loader)
             self.agent = Agent(
                 models,
                 ModelObjects(self._s3),
                 self.runtime.store,
-                self.runtime.loader,
+                loader,
                 self.registry,
                 settings,
                 self.metrics,
@@ -230,6 +238,10 @@ class Service:
         self.shutdown = Shutdown(api.reloading.shutdown_drain, api.reloading.shutdown_timeout)
         snapshot = self.agent.index.snapshot if self.agent is not None else dict
         info = model_info(self.registry, snapshot, self.runtime.tfserving)
+        self.status: ProcessesStatus | None = None
+        if self.processes is not None:
+            assert self.agent is not None, "serving processes need models (the spec requires them)"
+            self.status = ProcessesStatus(self.agent, self.processes, self.metrics, self.shutdown, info)
         self.app = create_app(
             http_handler,
             self.agent,
@@ -237,16 +249,39 @@ class Service:
             on_shutdown=self.stop,
             shutdown=self.shutdown,
             info=info,
+            status=self.status,
         )
+
+    def _handler(self, spec: LoadedSpec) -> None:
+        """Import and check the spec's Handler; construct it here unless serving processes do."""
+        api = spec.api
+        handler_class = import_handler_class(spec.handler_path, spec.python_path, api.handler.env)
+        check_handler(
+            handler_class,
+            needs_load_model=spec.models is not None and self.runtime.needs_load_model,
+            http=self.proto is None,
+        )
+        if self.proto is not None:
+            self.proto.check(handler_class, spec.handler_path)
+        if self.processes is not None:
+            return  # each serving process constructs its own
+        proto_module = self.proto.handler_arguments() if self.proto else {}
+        arguments = {"config": dict(api.handler.config), **self.runtime.clients, **proto_module}
+        self.handler = _construct_handler(spec, handler_class, arguments)
+        self.runtime.attach(self.handler)
 
     def start(self) -> None:
         self.runtime.start()
+        if self.processes is not None:
+            self.processes.start()
         if self.agent is not None:
             self.agent.start()
 
     def stop(self) -> None:
         if self.grpc_server is not None:
             self.grpc_server.stop()  # in-flight RPCs finish before what they call stops
+        if self.processes is not None:  # each drains its requests first
+            self.processes.stop(self.shutdown.remaining())
         self.runtime.stop()
         if self.agent is not None:
             self.agent.stop()
@@ -339,6 +374,8 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
     not_applicable = spec.not_applicable_fields()
     if not_applicable:
         log.warning("accepted but not applicable on a single replica, ignored: %s", ", ".join(not_applicable))
+    if with_handler and spec.api.handler.processes_per_replica > 1:
+        return _run_processes(args, spec)
     service = Service(spec, with_handler=with_handler)
     http_port = args.port
     if service.proto is not None:
@@ -370,30 +407,60 @@ def _run(args: argparse.Namespace, with_handler: bool) -> int:
     return 0
 
 
-def server_stack() -> tuple[str, str]:
-    """uvicorn's HTTP parser and event loop: httptools and uvloop (`uvicorn[standard]`) where they import,
-    else its pure-Python h11 and asyncio (uvloop has no Windows build, for one). As uvicorn's "auto" picks,
-    named here so the log says which."""
-    chosen = []
-    for fast, fallback in (("httptools", "h11"), ("uvloop", "asyncio")):
-        try:
-            importlib.import_module(fast)
-            chosen.append(fast)
-        except ImportError:
-            chosen.append(fallback)
-    return chosen[0], chosen[1]
+def _run_processes(args: argparse.Namespace, spec: LoadedSpec) -> int:
+    """processes_per_replica above 1: this process is the replica's agent (every AWS call, the store);
+    N serving processes, started with its listening socket, run the handler and answer."""
+    count = spec.api.handler.processes_per_replica
+    listening = listening_socket(args.host, args.port)
+    # prometheus-client's multiprocess mode: the folder is set before the processes import it, and empty.
+    metrics_dir = tempfile.mkdtemp(prefix="reloader-metrics-")
+    environment = {
+        **os.environ,
+        **thread_limits(os.environ, len(os.sched_getaffinity(0)), count),
+        "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
+    }
+    spec_path = args.spec.resolve()
 
+    def command(number: int, socket_fd: int, channel_fd: int) -> list[str]:
+        argv = [sys.executable, "-m", "agent.api.serving_process", str(spec_path), "--number", str(number)]
+        argv += ["--socket-fd", str(socket_fd), "--channel-fd", str(channel_fd)]
+        return argv + (["--api", args.api] if args.api else [])
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """The API's listening socket, with TCP_NODELAY, which the connections it accepts inherit.
+    service = Service(
+        spec, serving=lambda scheduler: ServingProcesses(count, command, listening, scheduler, environment)
+    )
+    service.metrics.include_processes(metrics_dir)
+    stopping = threading.Event()
 
-    asyncio sets TCP_NODELAY only on sockets whose protocol number is IPPROTO_TCP, and
-    `socket.create_server` makes them with 0: without this, Nagle's algorithm holds back the last
-    segment of each answer until the client's delayed ACK, 40 ms, on every keep-alive request but the first.
-    """
-    listening = socket.create_server((host, port), reuse_port=False, backlog=2048)
-    listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return listening
+    def on_signal(number: int, _: Any) -> None:
+        if not stopping.is_set():
+            name = signal.Signals(number).name
+            log.info("%s: stopping the serving processes (each drains its requests), then the agent", name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    service.start()
+    http, loop = server_stack()
+    log.info(
+        "serving API %r on http://%s:%d with %d serving processes (uvicorn with %s and %s)",
+        spec.api.name,
+        args.host,
+        args.port,
+        count,
+        http,
+        loop,
+    )
+    stopping.wait()
+    service.shutdown.begin()
+    assert service.status is not None
+    service.status.tell_processes()
+    finished = service.shutdown.stop_within(service.stop)
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    if not finished:
+        logging.shutdown()
+        os._exit(0)
+    return 0
 
 
 # -- handler.protobuf_path: a gRPC API -------------------------------------------------------

@@ -40,9 +40,11 @@ def with_fields(logger: logging.Logger, **fields: Any) -> logging.LoggerAdapter:
     return _FieldsAdapter(logger, fields)
 
 
-def configure(level: str = "info") -> None:
+def configure(level: str = "info", tag: str | None = None) -> None:
+    """`tag`: said on every line after the level (a serving process's "process-N")."""
     handler = logging.StreamHandler()
-    handler.setFormatter(KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    where = f"{tag} %(name)s" if tag else "%(name)s"
+    handler.setFormatter(KeyValueFormatter(f"%(asctime)s %(levelname)s {where}: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -23,8 +23,16 @@ RELOAD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
+HTTP_REQUESTS = "reloader_http_request_duration_seconds"
+HTTP_REQUESTS_HELP = (
+    "Requests answered by the API's handler endpoint `/`, by status code (`_count`: how many), and the time "
+    "from each reaching `/` to its answer sent (body read, handler, serialisation)."
+)
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, requests: bool = True) -> None:
+        """`requests` False: the requests are answered, and counted, by serving processes (ProcessRequests)."""
         self.registry = CollectorRegistry()
         r = self.registry
         self.reload_latency = Histogram(
@@ -123,13 +131,15 @@ class Metrics:
             registry=r,
         )
 
-        self.http_requests = RequestTimes(
-            "reloader_http_request_duration_seconds",
-            "Requests answered by the API's handler endpoint `/`, by status code (`_count`: how many), and the time "
-            "from each reaching `/` to its answer sent (body read, handler, serialisation).",
-            REQUEST_BUCKETS,
-        )
-        r.register(self.http_requests)
+        self.http_requests = RequestTimes(HTTP_REQUESTS, HTTP_REQUESTS_HELP, REQUEST_BUCKETS)
+        if requests:
+            r.register(self.http_requests)
+
+    def include_processes(self, directory: str) -> None:
+        """Add what the serving processes record (prometheus-client's multiprocess files in `directory`)."""
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        MultiProcessCollector(self.registry, directory)  # type: ignore[no-untyped-call]
 
     def http_request(self, status_code: int, seconds: float) -> None:
         """One request to `/` answered; on the event loop's thread only (see agent/request_times.py)."""
@@ -155,6 +165,25 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ProcessRequests:
+    """The request histogram of a serving process (`processes_per_replica`), in prometheus-client's
+    multiprocess mode: its values live in files under PROMETHEUS_MULTIPROC_DIR, which the agent set
+    before this process imported prometheus-client, and the agent sums every process's into one
+    `reloader_http_request_duration_seconds` (counters and histograms add up across processes)."""
+
+    def __init__(self) -> None:
+        self._histogram = Histogram(
+            HTTP_REQUESTS, HTTP_REQUESTS_HELP, ["status_code"], buckets=REQUEST_BUCKETS, registry=CollectorRegistry()
+        )
+        self._by_status: dict[int, Any] = {}
+
+    def http_request(self, status_code: int, seconds: float) -> None:
+        child = self._by_status.get(status_code)
+        if child is None:
+            child = self._by_status[status_code] = self._histogram.labels(str(status_code))
+        child.observe(seconds)
 
 
 class FastCounter:
@@ -229,3 +258,26 @@ class ReplicaStateCollector(Collector):
         yield GaugeMetricFamily(
             "reloader_ready", "1 when /readyz answers 200 (initial load done, not shutting down), else 0.", int(ready)
         )
+
+
+class ServingProcessesCollector(Collector):
+    """`reloader_serving_process_up{process}` and `reloader_serving_process_versions{process}`, read at each
+    scrape from the agent's record of its serving processes: (number, serving, versions loaded) each."""
+
+    def __init__(self, read: Callable[[], Sequence[tuple[int, bool, int]]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "reloader_serving_process_up",
+            "1 while the serving process serves, 0 while it starts or is down (processes_per_replica).",
+            labels=["process"],
+        )
+        versions = GaugeMetricFamily(
+            "reloader_serving_process_versions", "Versions loaded in each serving process.", labels=["process"]
+        )
+        for number, serving, loaded in self._read():
+            up.add_metric([str(number)], int(serving))
+            versions.add_metric([str(number)], loaded)
+        yield up
+        yield versions

@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from starlette.requests import Request
@@ -25,9 +25,14 @@ from starlette.types import Receive, Scope, Send
 
 from agent.api.handler import HTTP_METHODS, declared_arguments
 from agent.domain.errors import ModelNotFoundError, ModelUnavailableError
-from agent.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+
+class RequestRecorder(Protocol):
+    def http_request(self, status_code: int, seconds: float) -> None:
+        """One request to `/` answered, on the event loop's thread (agent.metrics, or a serving process's)."""
+
 
 REQUEST_ARGUMENTS = ("payload", "query_params", "headers")
 
@@ -49,7 +54,7 @@ class HandlerMethod:
 
 
 class HandlerEndpoint:
-    def __init__(self, handler: Any, threads: int, metrics: Metrics) -> None:
+    def __init__(self, handler: Any, threads: int, metrics: RequestRecorder) -> None:
         self._threads = threads
         self._limiter: anyio.CapacityLimiter | None = None
         self._metrics = metrics

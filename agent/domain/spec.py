@@ -145,15 +145,28 @@ class HandlerSpec(_Strict):
     dependencies: dict[str, Any] | None = None
     server_side_batching: dict[str, Any] | None = None
 
-    @field_validator("processes_per_replica")
-    @classmethod
-    def _one_process(cls, value: int) -> int:
-        if value > 1:
+    @model_validator(mode="after")
+    def _processes_and_what_they_support(self) -> HandlerSpec:
+        processes = self.processes_per_replica
+        if processes == 1:
+            return self
+        if self.protobuf_path is not None:
             raise ValueError(
-                f"processes_per_replica above 1 is not supported yet (found {value}); "
-                "use threads_per_process for concurrency"
+                f"processes_per_replica above 1 (found {processes}) is not supported yet for a gRPC API "
+                "(protobuf_path); use threads_per_process for concurrency"
             )
-        return value
+        models = self.multi_model_reloading or self.models
+        if models is not None and models.cache is not None:
+            raise ValueError(
+                f"processes_per_replica above 1 (found {processes}) is not supported yet with cache_size / "
+                "disk_cache_size; use threads_per_process, or remove the cache sizes"
+            )
+        if self.type == "tensorflow":
+            raise ValueError(
+                f"processes_per_replica above 1 (found {processes}) is not supported yet for the tensorflow "
+                "handler; use threads_per_process for concurrency"
+            )
+        return self
 
     @model_validator(mode="after")
     def _models_field_matches_type(self) -> HandlerSpec:

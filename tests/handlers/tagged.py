@@ -4,7 +4,11 @@ A version folder may hold:
 - `model.pkl`: the estimator (required);
 - `FAIL`: load_model raises with the file's text (a broken version);
 - `SLOW`: load_model sleeps that many seconds first (a slow load);
-- `MANIFEST`: names of files that must all be present, checked at load and on every request.
+- `MANIFEST`: names of files that must all be present, checked at load and on every request;
+- `?slow=S` on a request: it takes S seconds; `GET /?modules=1`: whether botocore was ever imported here;
+- `TAG`: a sidecar file whose text the answer repeats as `sidecar` (it must agree with the prediction).
+
+Every answer says which process gave it (`pid`): processes_per_replica runs one Handler per process.
 
 `GET /?stats=1` answers how many loaded objects are alive (weak references, after `gc.collect()`)
 and how many `load_model` calls each model had: the caching tests count with these.
@@ -13,6 +17,7 @@ and how many `load_model` calls each model had: the caching tests count with the
 import gc
 import os
 import pickle
+import sys
 import threading
 import time
 import weakref
@@ -50,21 +55,30 @@ class Handler:
                 raise RuntimeError(f"incomplete version: missing {missing}")
         with open(os.path.join(model_path, "model.pkl"), "rb") as file:
             estimator = pickle.load(file)
-        loaded = Loaded(estimator=estimator, path=model_path, manifest=manifest)
+        sidecar = None
+        if "TAG" in files:
+            with open(os.path.join(model_path, "TAG")) as file:
+                sidecar = float(file.read())
+        loaded = Loaded(estimator=estimator, path=model_path, manifest=manifest, sidecar=sidecar)
         with self.lock:
             self.alive.append(weakref.ref(loaded))
         return loaded
 
     def handle_post(self, payload, query_params):
+        if query_params.get("slow"):
+            time.sleep(float(query_params["slow"]))
         model = self.client.get_model(query_params.get("model"), query_params.get("version", "latest"))
         missing = [name for name in model["manifest"] if not os.path.exists(os.path.join(model["path"], name))]
         rows = payload.get("rows", [[5.1, 3.5, 1.4, 0.2]])
-        return {"prediction": float(model["estimator"].predict(rows)[0]), "missing": missing}
+        prediction = float(model["estimator"].predict(rows)[0])
+        return {"prediction": prediction, "missing": missing, "sidecar": model["sidecar"], "pid": os.getpid()}
 
     def handle_get(self, query_params):
+        if query_params.get("modules"):  # which process answers, and whether it ever imported an AWS SDK
+            return {"pid": os.getpid(), "botocore": "botocore" in sys.modules}
         if query_params.get("stats"):
             gc.collect()
             with self.lock:
                 alive = sum(1 for reference in self.alive if reference() is not None)
-                return {"alive": alive, "loads": dict(self.loads)}
+                return {"alive": alive, "loads": dict(self.loads), "pid": os.getpid()}
         return {"config": self.config}

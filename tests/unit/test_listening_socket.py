@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from agent.cli import listening_socket
+from agent.api.server import listening_socket
 
 
 def test_accepted_connections_have_tcp_nodelay() -> None:

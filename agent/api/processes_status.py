@@ -1,0 +1,75 @@
+"""The replica's answers with serving processes (`processes_per_replica`): what any of them says to
+`/readyz`, `/models`, `/metrics` and `/info`, computed by the agent, which asks itself and the
+serving processes' records. The agent's process has no HTTP server: each serving process asks it
+over its channel (agent.api.serving_process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from agent.api.http import AgentStatus
+from agent.api.shutdown import Shutdown
+from agent.domain.processes import with_processes
+from agent.engine.agent import Agent
+from agent.engine.serving_processes import ServingProcesses
+from agent.metrics import Metrics, ServingProcessesCollector
+
+
+class ProcessesStatus:
+    def __init__(
+        self,
+        agent: Agent,
+        processes: ServingProcesses,
+        metrics: Metrics,
+        shutdown: Shutdown,
+        info: Callable[[], dict[str, Any]],
+    ) -> None:
+        self._agent = agent
+        self._processes = processes
+        self._metrics = metrics
+        self._status = AgentStatus(agent, metrics, shutdown, info, ready=self._ready)
+        self._became_ready = False
+        metrics.track_replica_state(lambda: (agent.index.snapshot(), self.unready_because() is None))
+        metrics.registry.register(ServingProcessesCollector(self._process_counts))
+        processes.answer = self.answer
+        processes.on_started = self.tell_processes
+        agent.when_ready(self.tell_processes)
+
+    def _ready(self) -> bool:
+        """Ready once the agent's initial load is done and every process loaded it and serves; a process
+        restarted later does not make the replica unready (the others serve meanwhile)."""
+        if not self._became_ready:
+            self._became_ready = self._agent.ready and self._processes.all_started
+        return self._became_ready
+
+    def tell_processes(self) -> None:
+        self._processes.set_readiness(self.unready_because())
+
+    def unready_because(self) -> str | None:
+        return self._status.unready_because()
+
+    def models(self, model: str | None) -> dict[str, Any]:
+        return with_processes(self._agent.index.snapshot(model), self._processes.views(), self._processes.paths())
+
+    def exposition(self) -> bytes:
+        return self._metrics.exposition()
+
+    def info(self) -> dict[str, Any]:
+        return self._status.info()
+
+    def answer(self, what: str, argument: str | None) -> Any:
+        """A serving process's question (agent.domain.processes.Ask)."""
+        if what == "models":
+            return self.models(argument)
+        if what == "metrics":
+            return self.exposition()
+        if what == "info":
+            return self.info()
+        raise ValueError(f"expected a question models, metrics or info, found {what!r}")
+
+    def _process_counts(self) -> list[tuple[int, bool, int]]:
+        return [
+            (view.number, view.state == "serving", sum(1 for _, error in view.loaded.values() if error is None))
+            for view in self._processes.views()
+        ]

@@ -1,0 +1,32 @@
+"""The HTTP server's stack and its listening socket, shared by `reloader serve` and its serving processes."""
+
+from __future__ import annotations
+
+import importlib
+import socket
+
+
+def server_stack() -> tuple[str, str]:
+    """uvicorn's HTTP parser and event loop: httptools and uvloop (`uvicorn[standard]`) where they import,
+    else its pure-Python h11 and asyncio (uvloop has no Windows build, for one). As uvicorn's "auto" picks,
+    named here so the log says which."""
+    chosen = []
+    for fast, fallback in (("httptools", "h11"), ("uvloop", "asyncio")):
+        try:
+            importlib.import_module(fast)
+            chosen.append(fast)
+        except ImportError:
+            chosen.append(fallback)
+    return chosen[0], chosen[1]
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The API's listening socket, with TCP_NODELAY, which the connections it accepts inherit.
+
+    asyncio sets TCP_NODELAY only on sockets whose protocol number is IPPROTO_TCP, and
+    `socket.create_server` makes them with 0: without this, Nagle's algorithm holds back the last
+    segment of each answer until the client's delayed ACK, 40 ms, on every keep-alive request but the first.
+    """
+    listening = socket.create_server((host, port), reuse_port=False, backlog=2048)
+    listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return listening

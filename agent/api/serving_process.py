@@ -1,0 +1,258 @@
+"""One serving process of `processes_per_replica: N`: the user's Handler behind the replica's socket.
+
+`reloader serve` starts N of these (`python -m agent.api.serving_process`, a fresh interpreter each)
+and hands each the listening socket and its end of a private channel (agent.boundaries.channel). A
+serving process makes no AWS call and writes nothing to the store: it loads, with its own
+`load_model`, the version folders its agent says are complete (agent.domain.processes), swaps them
+in copy-on-write as a single process does, and reports each. Its "latest" moves to a new version
+only once it has loaded it. It accepts connections only once the versions the agent held when it
+connected are loaded, so a restarted process never answers with fewer models than the others.
+`/readyz` says what the agent said of the replica (or "shutting down" from SIGTERM on); `/models`,
+`/metrics` and `/info` are asked of the agent, which answers for the whole replica. When the agent
+is gone, the process exits: the replica stops, and its orchestrator starts it again.
+
+Threads: `MainThread` runs uvicorn; `agent-channel` reads the channel (never blocks on work: loads go
+to the `apply` thread, which runs them on `load_N` threads, and drops); AnyIO worker threads run the
+handler, as in a single process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import logging
+import math
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from agent import logs
+from agent.api.handler import call_with_declared, check_handler, import_handler_class
+from agent.api.http import create_app
+from agent.api.model_client import ModelClient
+from agent.api.server import server_stack
+from agent.api.shutdown import GracefulServer, Shutdown
+from agent.boundaries.channel import Channel, ChannelClosed
+from agent.boundaries.spec_file import load_spec
+from agent.domain.errors import ReloaderError
+from agent.domain.index import Served
+from agent.domain.processes import (
+    Ask,
+    Drop,
+    Dropped,
+    Entry,
+    Hello,
+    Put,
+    Readiness,
+    Refused,
+    Reply,
+    Report,
+    Snapshot,
+    Started,
+)
+from agent.domain.spec import LoadedSpec
+from agent.engine.loaders import PythonLoader
+from agent.engine.registry import Registry
+from agent.metrics import ProcessRequests
+
+log = logging.getLogger("reloader")
+
+EXIT_REFUSED = 3  # Handler.__init__ raised: the agent restarts the process with backoff
+EXIT_AGENT_GONE = 1
+ASK_TIMEOUT = 30.0
+
+
+class ServingProcess:
+    def __init__(self, spec: LoadedSpec, channel: Channel, number: int) -> None:
+        api = spec.api
+        self.spec = spec
+        self.number = number
+        self._channel = channel
+        models = spec.models
+        self.registry = Registry(single_model=models.fixed[0].name if models and models.single else None)
+        clients: dict[str, Any] = {"model_client": ModelClient(self.registry)}
+        handler_class = import_handler_class(spec.handler_path, spec.python_path, api.handler.env)
+        check_handler(handler_class, needs_load_model=models is not None)
+        try:
+            self.handler = call_with_declared(handler_class, {"config": dict(api.handler.config), **clients})
+        except Exception as error:
+            frames = traceback.extract_tb(error.__traceback__)
+            where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+            name = f"{handler_class.__name__}.__init__ in {spec.handler_path}"
+            raise ReloaderError(f"{name} raised {type(error).__name__}: {error}{where}") from None
+        load_model = getattr(self.handler, "load_model", None)
+        self._loader = PythonLoader(load_model) if load_model is not None else None
+        self.shutdown = Shutdown(api.reloading.shutdown_drain, api.reloading.shutdown_timeout)
+        self._readiness = Readiness(False, "initial load in progress")
+        self._held: dict[tuple[str, int], str] = {}  # (model, version) -> the folder loaded
+        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pool = ThreadPoolExecutor(max(1, api.reloading.workers), thread_name_prefix="load")
+        self._snapshot_loaded = threading.Event()
+        self._asks = itertools.count()
+        self._answers: dict[int, Future[Any]] = {}
+
+    # -- the process's life ---------------------------------------------------------------------
+    def run(self, listening: socket.socket) -> int:
+        import uvicorn
+
+        self._channel.send(Hello(os.getpid()))
+        threading.Thread(target=self._read, name="agent-channel", daemon=True).start()
+        threading.Thread(target=self._apply, name="apply", daemon=True).start()
+        self._snapshot_loaded.wait()
+        handler = self.handler
+        app = create_app(
+            handler,
+            None,
+            self.spec.api.handler.threads_per_process,
+            on_shutdown=self._stop,
+            shutdown=self.shutdown,
+            status=self,
+            requests=ProcessRequests(),
+            on_started=lambda: self._channel.send(Started()),
+        )
+        http, loop = server_stack()
+        config = uvicorn.Config(
+            app,
+            http=http,
+            loop=loop,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=math.ceil(self.shutdown.timeout),
+        )
+        GracefulServer(config, self.shutdown).run(sockets=[listening])
+        return 0
+
+    def _stop(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _read(self) -> None:
+        try:
+            while True:
+                message = self._channel.receive()
+                if isinstance(message, Reply):
+                    future = self._answers.pop(message.ask, None)
+                    if future is not None:
+                        future.set_result(message.answer)
+                elif isinstance(message, Readiness):
+                    self._readiness = message
+                else:
+                    self._work.put(message)
+        except ChannelClosed:
+            if self.shutdown.begun:
+                return
+            log.error("serving process %d: the agent is gone; exiting", self.number)
+            logging.shutdown()
+            os._exit(EXIT_AGENT_GONE)
+
+    def _apply(self) -> None:
+        while True:
+            message = self._work.get()
+            if isinstance(message, Snapshot):
+                wait([self._pool.submit(self._put, entry) for entry in message.entries])
+                self._snapshot_loaded.set()
+            elif isinstance(message, Put):
+                self._pool.submit(self._put, message.entry)
+            elif isinstance(message, Drop):
+                self._drop(message.model, message.version)
+
+    # -- what the agent says is there ---------------------------------------------------------------
+    def _put(self, entry: Entry) -> None:
+        key = (entry.model, entry.version)
+        error = None
+        if self._held.get(key) != entry.path:
+            error = self._load(entry)
+        self._send(Report(entry.model, entry.version, entry.path, error))
+
+    def _load(self, entry: Entry) -> str | None:
+        logger = logs.model_logger(log, entry.model, entry.version)
+        started = time.monotonic()
+        path = Path(entry.path)
+        try:
+            if entry.load:
+                assert self._loader is not None, "the agent sends folders to load only to a Handler with load_model"
+                value = self._loader.load(entry.model, entry.version, path)
+            else:
+                value = entry.value
+        except Exception as error:  # the user's load_model: reported to the agent, which records it
+            logger.exception("load_model failed for %s version %s in serving process %d", *key_of(entry), self.number)
+            return f"load_model raised {type(error).__name__}: {error}"
+        fingerprint = path.name.partition("-")[2]
+        self.registry.swap_in(entry.model, Served(entry.version, fingerprint, path, value, time.time()))
+        self._held[(entry.model, entry.version)] = entry.path
+        del value
+        seconds = time.monotonic() - started
+        logger.debug("serving process %d loaded %s version %s (%.3f s)", self.number, *key_of(entry), seconds)
+        return None
+
+    def _drop(self, model: str, version: int) -> None:
+        self.registry.remove(model, version)  # in-flight requests finish on the object they hold
+        self._held.pop((model, version), None)
+        self._send(Dropped(model, version))
+
+    def _send(self, message: Any) -> None:
+        with contextlib.suppress(ChannelClosed):  # the reader sees the end and exits
+            self._channel.send(message)
+
+    # -- ReplicaStatus: the replica's answers, from the agent ---------------------------------------
+    def unready_because(self) -> str | None:
+        if self.shutdown.begun:
+            return "shutting down"
+        readiness = self._readiness
+        return None if readiness.ready else readiness.reason
+
+    def models(self, model: str | None) -> dict[str, Any]:
+        return dict(self._ask("models", model))
+
+    def exposition(self) -> bytes:
+        return bytes(self._ask("metrics"))
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._ask("info"))
+
+    def _ask(self, what: str, argument: str | None = None) -> Any:
+        ask = next(self._asks)
+        future: Future[Any] = Future()
+        self._answers[ask] = future
+        self._channel.send(Ask(ask, what, argument))
+        return future.result(ASK_TIMEOUT)
+
+
+def key_of(entry: Entry) -> tuple[str, int]:
+    return entry.model, entry.version
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m agent.api.serving_process",
+        description="One serving process of `reloader serve` with processes_per_replica above 1 (started by it).",
+    )
+    parser.add_argument("spec", type=Path)
+    parser.add_argument("--api")
+    parser.add_argument("--number", type=int, required=True)
+    parser.add_argument("--socket-fd", type=int, required=True, help="the replica's listening socket")
+    parser.add_argument("--channel-fd", type=int, required=True, help="this process's end of the agent's channel")
+    args = parser.parse_args(argv)
+    channel = Channel(args.channel_fd)
+    listening = socket.socket(fileno=args.socket_fd)
+    spec = load_spec(args.spec, args.api)
+    logs.configure(spec.api.handler.log_level, tag=f"process-{args.number}")
+    try:
+        process = ServingProcess(spec, channel, args.number)
+    except ReloaderError as error:
+        log.error("serving process %d cannot serve: %s", args.number, error)
+        with contextlib.suppress(ChannelClosed):
+            channel.send(Refused(str(error)))
+        return EXIT_REFUSED
+    return process.run(listening)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

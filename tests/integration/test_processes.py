@@ -1,0 +1,226 @@
+"""`processes_per_replica: 2`: one agent and two serving processes behind one port, on LocalStack, through HTTP.
+
+Each answer of the test handler names its process (`pid`) and repeats its version's sidecar file
+(`TAG`), which must agree with the prediction: a mixed version would show. Requests open a new
+connection each, since a keep-alive connection stays with the process that accepted it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fakes import Traffic
+from tests.support import Models, api_spec, notify_queue, notify_topic, wait_until
+
+pytestmark = pytest.mark.localstack
+
+
+def put(models: Models, version: int, tag: float, prefix: str = "m") -> None:
+    models.put_version(prefix, version, tag=tag, marker="_READY", extra={"TAG": str(tag).encode()})
+
+
+def answer(url: str, **params: Any) -> dict[str, Any]:
+    """One request on a connection of its own (so that either process may accept it)."""
+    response = httpx.post(f"{url}/", json={}, params=params, timeout=30, headers={"Connection": "close"})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def pids_answering(url: str, requests: int = 40) -> set[int]:
+    return {answer(url)["pid"] for _ in range(requests)}
+
+
+def two_pids(url: str) -> set[int] | None:
+    """The two processes answering, once both answer."""
+    pids = pids_answering(url)
+    return pids if len(pids) == 2 else None
+
+
+def processes_spec(bucket: str, reloading: dict[str, Any] | None = None, **handler: Any) -> dict[str, Any]:
+    handler = {"processes_per_replica": 2, "threads_per_process": 2, **handler}
+    return api_spec({"path": f"s3://{bucket}/m"}, reloading={"ready_marker": "_READY", **(reloading or {})}, **handler)
+
+
+def serving_pids(server: Any) -> set[int]:
+    """The pids of the agent's child processes (the serving processes), from /proc."""
+    children = open(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read().split()
+    return {int(pid) for pid in children}
+
+
+def test_two_processes_answer_and_every_reload_reaches_both_without_a_mixed_version(serve, s3_client, bucket):
+    # GIVEN version 1, served by two processes
+    models = Models(s3_client, bucket)
+    put(models, 1, 1.0)
+    server = serve.start(serve.spec(processes_spec(bucket)))
+    # THEN answers come from two different processes, each a child of `reloader serve`
+    pids = wait_until(lambda: two_pids(server.url), what="two processes")
+    assert pids == serving_pids(server)
+    status = server.version("test-api")["versions"]["1"]
+    assert {number: state["state"] for number, state in status["processes"].items()} == {"1": "ready", "2": "ready"}
+
+    # WHEN 8 new versions and in-place updates arrive under 6 client threads
+    def consistent(result: Any) -> bool:
+        return result.error is None and result.value["prediction"] == result.value["sidecar"]
+
+    with Traffic.calling(lambda _: answer(server.url), range(6)) as traffic:
+        for step in range(2, 10):
+            version, tag = (step, float(step)) if step % 2 == 0 else (step - 1, step - 0.5)  # odd: in place
+            put(models, version, tag)
+            # THEN each reaches both processes: every process answers with it
+            wait_until(
+                lambda tag=tag: {a["pid"] for a in [answer(server.url) for _ in range(30)] if a["prediction"] == tag}
+                == pids,
+                timeout=30,
+                what=f"tag {tag} in both processes",
+            )
+    # THEN no request failed and none saw a mixed version
+    assert traffic.answers and all(consistent(result) for result in traffic.answers), [
+        result for result in traffic.answers if not consistent(result)
+    ][:3]
+    assert {result.value["pid"] for result in traffic.answers} == pids
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples with these labels in a Prometheus exposition."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            sample, value = line.rsplit(" ", 1)
+            if sample.split("{")[0] == name and all(f'{k}="{v}"' in sample for k, v in labels.items()):
+                total += float(value)
+    return total
+
+
+def s3_calls(server: Any) -> tuple[float, float]:
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    return metric(text, "reloader_s3_requests_total", operation="ListObjectsV2"), metric(
+        text, "reloader_s3_requests_total", operation="GetObject"
+    )
+
+
+def test_serving_processes_make_no_aws_calls_and_the_agent_makes_those_one_process_made(
+    serve, s3_client, sqs_client, bucket
+):
+    # GIVEN the same API served by one process, then by two, each in queue mode with no periodic scan
+    calls = {}
+    for processes in (1, 2):
+        models = Models(s3_client, f"{bucket}")
+        prefix = f"m{processes}"
+        put(models, 1, 1.0, prefix)
+        queue = notify_queue(s3_client, sqs_client, bucket, prefix=f"{prefix}/")
+        spec = api_spec(
+            {"path": f"s3://{bucket}/{prefix}"},
+            reloading={"ready_marker": "_READY", "queue_url": queue, "interval": 3600},
+            processes_per_replica=processes,
+        )
+        server = serve.start(serve.spec(spec, name=f"p{processes}.yaml"))
+        before = s3_calls(server)
+        # WHEN a new version is pushed
+        put(models, 2, 2.0, prefix)
+        wait_until(lambda: answer(server.url)["prediction"] == 2.0, what="version 2")
+        if processes == 2:
+            wait_until(lambda: {answer(server.url)["pid"] for _ in range(30)} == serving_pids(server))
+            wait_until(lambda: all(answer(server.url)["prediction"] == 2.0 for _ in range(20)), what="both on v2")
+        after = s3_calls(server)
+        calls[processes] = (after[0] - before[0], after[1] - before[1])
+        # THEN no serving process ever imported an AWS SDK: it cannot make an AWS call
+        if processes == 2:
+            modules = [httpx.get(f"{server.url}/", params={"modules": 1}, headers={"Connection": "close"}).json()
+                       for _ in range(30)]
+            assert {m["pid"] for m in modules} == serving_pids(server)
+            assert not any(m["botocore"] for m in modules), modules
+        server.stop()
+    # THEN the agent of two processes made the LISTs and GETs one process made for the same reload
+    assert calls[2] == calls[1], calls
+    assert calls[1][0] >= 1 and calls[1][1] >= 2, calls
+
+
+def test_a_killed_serving_process_is_replaced_and_the_other_keeps_answering(serve, s3_client, bucket):
+    # GIVEN two processes serving version 1
+    models = Models(s3_client, bucket)
+    put(models, 1, 1.0)
+    server = serve.start(serve.spec(processes_spec(bucket)))
+    pids = wait_until(lambda: two_pids(server.url), what="two processes")
+    victim, survivor = sorted(pids)
+    # WHEN one is killed with SIGKILL, and version 2 arrives while it is down
+    with Traffic.calling(lambda _: answer(server.url), range(3)) as traffic:
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.time()
+        put(models, 2, 2.0)
+        # THEN a replacement serves, with the current version
+        wait_until(
+            lambda: (p := pids_answering(server.url)) and len(p) == 2 and victim not in p, timeout=30, what="replaced"
+        )
+        wait_until(lambda: all(answer(server.url)["prediction"] == 2.0 for _ in range(20)), what="v2 everywhere")
+    # THEN new requests kept being answered: only those in flight on the killed process may have failed
+    late = [a for a in traffic.answers if a.error is not None and a.started > killed_at + 1.0]
+    assert not late, late[:3]
+    assert any(a.value is not None and a.value["pid"] == survivor for a in traffic.answers)
+    assert re.search(r"serving process \d \(pid %d\) was killed by SIGKILL" % victim, server.log()), server.log()
+
+
+def test_a_handler_that_cannot_start_is_retried_with_backoff_and_said_in_models(serve, s3_client, bucket, tmp_path):
+    # GIVEN a handler whose __init__ raises in every serving process
+    handler = tmp_path / "broken.py"
+    handler.write_text(
+        "class Handler:\n"
+        "    def __init__(self, config, model_client):\n"
+        "        raise RuntimeError('no GPU here')\n"
+        "    def load_model(self, path):\n"
+        "        return path\n"
+        "    def handle_post(self, payload):\n"
+        "        return {}\n"
+    )
+    models = Models(s3_client, bucket)
+    put(models, 1, 1.0)
+    spec = processes_spec(bucket)
+    spec["handler"]["path"] = str(handler)
+    server = serve.start(serve.spec(spec), wait_ready=False)
+    # THEN the reason is logged, and the processes are started again, later each time
+    wait_until(lambda: server.log().count("no GPU here") >= 6, timeout=30, what="three attempts each")
+    delays = [float(d) for d in re.findall(r"starting it again in ([\d.]+) s", server.log())]
+    assert max(delays) > min(delays), delays
+    # THEN the replica never becomes ready (nothing answers its port: no process serves)
+    assert server.process.poll() is None
+    assert server.stop() in (0, -signal.SIGTERM)
+
+
+@pytest.mark.parametrize("mode", ["queue", "topic"])
+def test_sigterm_drains_every_process_then_deletes_the_queue(serve, s3_client, sqs_client, sns_client, bucket, mode):
+    # GIVEN two processes in topic mode, serving slow requests from several clients
+    models = Models(s3_client, bucket)
+    put(models, 1, 1.0)
+    reloading: dict[str, Any] = {"shutdown_drain": 1}
+    prefix = f"pp{bucket[-8:]}"
+    if mode == "queue":
+        reloading["queue_url"] = notify_queue(s3_client, sqs_client, bucket)
+    else:
+        reloading |= {"topic_arn": notify_topic(s3_client, sns_client, bucket), "queue_prefix": prefix}
+    server = serve.start(serve.spec(processes_spec(bucket, reloading)))
+    wait_until(lambda: len(pids_answering(server.url)) == 2, what="two processes")
+    if mode == "topic":
+        wait_until(lambda: _queues(sqs_client, prefix), what="the replica's queue")
+    with Traffic.calling(lambda _: answer(server.url, slow="0.3"), range(4)) as traffic:
+        # WHEN the replica gets SIGTERM
+        stopped = time.time()
+        server.process.send_signal(signal.SIGTERM)
+        # THEN /readyz says so at once, in whichever process answers
+        wait_until(lambda: httpx.get(f"{server.url}/readyz").status_code == 503, timeout=5, what="unready")
+        server.process.wait(timeout=30)
+    # THEN every request sent before the drain ended was answered
+    early = [a for a in traffic.answers if a.started < stopped + 0.5]
+    assert early and all(a.error is None for a in early), [a for a in early if a.error is not None][:3]
+    assert server.process.returncode == -signal.SIGTERM, server.log()
+    if mode == "topic":  # THEN the replica's queue is gone
+        assert not _queues(sqs_client, prefix)
+
+
+def _queues(sqs_client: Any, prefix: str) -> list[str]:
+    return list(sqs_client.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []))
