@@ -431,8 +431,10 @@ def _run_processes(args: argparse.Namespace, spec: LoadedSpec) -> int:
     )
     service.metrics.include_processes(metrics_dir)
     stopping = threading.Event()
+    received: list[int] = []
 
     def on_signal(number: int, _: Any) -> None:
+        received.append(number)
         if not stopping.is_set():
             name = signal.Signals(number).name
             log.info("%s: stopping the serving processes (each drains its requests), then the agent", name)
@@ -460,6 +462,9 @@ def _run_processes(args: argparse.Namespace, spec: LoadedSpec) -> int:
     if not finished:
         logging.shutdown()
         os._exit(0)
+    # Ended by the signal, as a single process (uvicorn re-raises it): the exit status says which.
+    signal.signal(received[0], signal.SIG_DFL)
+    os.kill(os.getpid(), received[0])
     return 0
 
 

@@ -33,7 +33,7 @@ class ProcessesStatus:
         metrics.track_replica_state(lambda: (agent.index.snapshot(), self.unready_because() is None))
         metrics.registry.register(ServingProcessesCollector(self._process_counts))
         processes.answer = self.answer
-        processes.on_started = self.tell_processes
+        processes.on_change = self.tell_processes
         agent.when_ready(self.tell_processes)
 
     def _ready(self) -> bool:
@@ -47,7 +47,10 @@ class ProcessesStatus:
         self._processes.set_readiness(self.unready_because())
 
     def unready_because(self) -> str | None:
-        return self._status.unready_because()
+        reason = self._status.unready_because()
+        if reason is not None and self._agent.ready:  # the agent is done: say which process is not
+            reason = "; ".join(self._processes.not_serving()) or reason
+        return reason
 
     def models(self, model: str | None) -> dict[str, Any]:
         return with_processes(self._agent.index.snapshot(model), self._processes.views(), self._processes.paths())

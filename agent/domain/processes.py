@@ -136,16 +136,16 @@ class ProcessView:
 
     number: int
     pid: int | None
-    state: str  # "starting", "serving", "down" (with `error`: why it could not start, or how it ended)
-    error: str | None
+    state: str  # "starting", "serving", "down"
+    error: str | None  # why it could not start, or how it ended, until it serves again
     loaded: Mapping[tuple[str, int], tuple[str, str | None]]  # (model, version) -> (path, error or None)
     loading: frozenset[tuple[str, int]]
 
 
 def version_in_process(process: ProcessView, model: str, version: int, path: str | None) -> dict[str, Any]:
     """One process's state of one version, as `/models` shows it per version under `processes`."""
-    if process.state == "down":
-        return {"state": "down", "error": process.error}
+    if process.state != "serving" and process.error is not None:  # down, or starting again after it failed
+        return {"state": process.state, "error": process.error}
     key = (model, version)
     if key in process.loading:
         return {"state": "loading", "error": None}

@@ -55,6 +55,7 @@ from agent.logs import model_logger
 log = logging.getLogger(__name__)
 
 Key = tuple[str, int]
+PROCESS_VARIABLE = "RELOADER_PROCESS"  # each serving process's number, 1..N, for a handler that needs it
 RESTART_BACKOFF = Backoff(0.5, 30.0)  # a process that exits before it served: 0.5 s, 1 s, 2 s, ... 30 s
 Command = Callable[[int, int, int], list[str]]  # (process number, socket fd, channel fd) -> argv
 
@@ -106,9 +107,9 @@ class ServingProcesses:
         self._stopping = False
         self._readiness = Readiness(False, "initial load in progress")
         # Set by the composition root: the agent's answers to a process's `Ask` ("models", "metrics"),
-        # and what to do when every process has served once (readiness may change).
+        # and what to do when a process starts serving or ends (readiness, or why not, may change).
         self.answer: Callable[[str, str | None], Any] = lambda what, argument: None
-        self.on_started: Callable[[], None] = lambda: None
+        self.on_change: Callable[[], None] = lambda: None
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -139,8 +140,16 @@ class ServingProcesses:
     @property
     def all_started(self) -> bool:
         """Every process serves (has loaded what the agent holds and accepts connections)."""
+        return not self.not_serving()
+
+    def not_serving(self) -> list[str]:
+        """The processes that do not serve, each said with why (empty when all serve)."""
         with self._lock:
-            return all(p.state == "serving" for p in self._processes)
+            return [
+                f"serving process {p.number} is {p.state}" + (f" (last: {p.error})" if p.error else "")
+                for p in self._processes
+                if p.state != "serving"
+            ]
 
     def set_readiness(self, reason: str | None) -> None:
         """Tell every process whether the replica is ready (None) or why not."""
@@ -222,7 +231,8 @@ class ServingProcesses:
         channel, child_end = Channel.pair()
         argv = self._command(process.number, self._listening.fileno(), child_end)
         try:
-            popen = subprocess.Popen(argv, pass_fds=(self._listening.fileno(), child_end), env=self._environment)
+            environment = {**self._environment, PROCESS_VARIABLE: str(process.number)}
+            popen = subprocess.Popen(argv, pass_fds=(self._listening.fileno(), child_end), env=environment)
         except OSError as error:
             channel.close()
             os.close(child_end)
@@ -231,7 +241,7 @@ class ServingProcesses:
         os.close(child_end)
         with self._lock:
             process.popen, process.channel, process.pid = popen, channel, popen.pid
-            process.state, process.error, process.restart = "starting", None, None
+            process.state, process.restart = "starting", None  # its error stays until it serves: the last start's
         threading.Thread(
             target=self._read, args=(process, channel, popen), name=f"serving-channel_{process.number}", daemon=True
         ).start()
@@ -276,12 +286,12 @@ class ServingProcesses:
                 process.loaded.pop(key, None)
                 process.dropping.discard(key)
             elif isinstance(message, Started):
-                process.state, process.failed_starts = "serving", 0
+                process.state, process.failed_starts, process.error = "serving", 0, None
                 started = True
                 log.info("serving process %d (pid %s) serves", process.number, process.pid)
             self._changed.notify_all()
         if started:
-            self.on_started()
+            self.on_change()
 
     def _ended(self, process: _Process, reason: str) -> None:
         with self._lock:
@@ -298,6 +308,7 @@ class ServingProcesses:
             delay = self._backoff.delay(process.failed_starts) if process.failed_starts else 0.0
             process.restart = self._scheduler.call_later(delay, lambda: self._restart(process))
         log.error("serving process %d (pid %s) %s; starting it again in %.1f s", process.number, pid, reason, delay)
+        self.on_change()
 
     def _restart(self, process: _Process) -> None:
         with self._lock:
