@@ -34,7 +34,7 @@ from agent.api.handler import call_with_declared, check_handler, import_handler_
 from agent.api.http import create_app
 from agent.api.info import model_info
 from agent.api.processes_status import ProcessesStatus
-from agent.api.server import listening_socket, server_stack
+from agent.api.server import listening_socket, server_stack, shared_port
 from agent.api.shutdown import GracefulServer, Shutdown
 from agent.boundaries import aws
 from agent.boundaries.s3 import S3
@@ -411,7 +411,12 @@ def _run_processes(args: argparse.Namespace, spec: LoadedSpec) -> int:
     """processes_per_replica above 1: this process is the replica's agent (every AWS call, the store);
     N serving processes, started with its listening socket, run the handler and answer."""
     count = spec.api.handler.processes_per_replica
-    listening = listening_socket(args.host, args.port)
+    http_port = args.port
+    grpc_port: socket.socket | None = None
+    if spec.protobuf_path is not None:  # every process binds the gRPC port; the agent holds it for them
+        http_port = grpc_api_http_port(args, spec.api.reloading)
+        grpc_port = shared_port(args.host, args.port)
+    listening = listening_socket(args.host, http_port)
     # prometheus-client's multiprocess mode: the folder is set before the processes import it, and empty.
     metrics_dir = tempfile.mkdtemp(prefix="reloader-metrics-")
     environment = {
@@ -424,6 +429,8 @@ def _run_processes(args: argparse.Namespace, spec: LoadedSpec) -> int:
     def command(number: int, socket_fd: int, channel_fd: int) -> list[str]:
         argv = [sys.executable, "-m", "agent.api.serving_process", str(spec_path), "--number", str(number)]
         argv += ["--socket-fd", str(socket_fd), "--channel-fd", str(channel_fd)]
+        argv += ["--host", args.host, "--http-port", str(http_port)]
+        argv += ["--grpc-port", str(args.port)] if grpc_port is not None else []
         return argv + (["--api", args.api] if args.api else [])
 
     service = Service(
@@ -444,11 +451,13 @@ def _run_processes(args: argparse.Namespace, spec: LoadedSpec) -> int:
     signal.signal(signal.SIGINT, on_signal)
     service.start()
     http, loop = server_stack()
+    what = "serving API" if grpc_port is None else f"gRPC API on {args.host}:{args.port}, HTTP endpoints of API"
     log.info(
-        "serving API %r on http://%s:%d with %d serving processes (uvicorn with %s and %s)",
+        "%s %r on http://%s:%d with %d serving processes (uvicorn with %s and %s)",
+        what,
         spec.api.name,
         args.host,
-        args.port,
+        http_port,
         count,
         http,
         loop,
@@ -459,6 +468,8 @@ def _run_processes(args: argparse.Namespace, spec: LoadedSpec) -> int:
     service.status.tell_processes()
     finished = service.shutdown.stop_within(service.stop)
     shutil.rmtree(metrics_dir, ignore_errors=True)
+    if grpc_port is not None:
+        grpc_port.close()
     if not finished:
         logging.shutdown()
         os._exit(0)

@@ -113,10 +113,11 @@ class TFServingRuntime:
 
     def _connect(self, settings: ReloadingSettings) -> tuple[TFServingAPI, Any]:
         _require_tensorflow_extra()
-        from agent.boundaries.tfserving import TFServing, connect  # TensorFlow is imported here only
+        from agent.boundaries.tfserving import open_tfserving  # TensorFlow is imported here only
 
-        self._channel = connect(settings.tfserving_address)
-        tfserving = TFServing(self._channel, settings.tfserving_rpc_timeout, settings.tfserving_predict_timeout)
+        self._channel, tfserving = open_tfserving(
+            settings.tfserving_address, settings.tfserving_rpc_timeout, settings.tfserving_predict_timeout
+        )
         return tfserving, tfserving
 
     def _in_use(self, folder: Path) -> bool:

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,7 +26,6 @@ from grpc_reflection.v1alpha import reflection
 
 from agent.api.protos import CompiledProto, Rpc
 from agent.domain.errors import ModelNotFoundError, ModelUnavailableError, ReloaderError
-from agent.engine.agent import Agent
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +35,11 @@ SERVICE_THREADS = 4  # health checks and reflection streams, apart from the hand
 STOP_GRACE = 10.0  # seconds in-flight RPCs get to finish on shutdown
 
 
+class ReadyNotifier(Protocol):
+    def when_ready(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` once the API is ready (now, if it is)."""
+
+
 class GrpcServer:
     """The user's service, health and reflection on one port; `start()` listens, `stop()` drains."""
 
@@ -43,11 +47,14 @@ class GrpcServer:
         self,
         proto: CompiledProto,
         handler: Any,
-        agent: Agent | None,
+        agent: ReadyNotifier | None,
         threads: int,
         max_message_size: int,
         http_port: int,
+        share_port: bool = False,
     ) -> None:
+        """`agent`: what says when the API is ready (the agent, or a serving process's view of it);
+        `share_port`: serving processes (`processes_per_replica`) each bind the port with SO_REUSEPORT."""
         self._proto = proto
         self._agent = agent
         self._handler_pool = ThreadPoolExecutor(threads, thread_name_prefix="grpc-handler")
@@ -59,7 +66,9 @@ class GrpcServer:
             options=[
                 ("grpc.max_receive_message_length", max_message_size),
                 ("grpc.max_send_message_length", max_message_size),
-                ("grpc.so_reuseport", 0),  # a second server on a taken port fails, as HTTP's does, not shares it
+                # a second server on a taken port fails, as HTTP's does, not shares it; but the serving
+                # processes of one replica share it (the agent holds the port, so no one else takes it)
+                ("grpc.so_reuseport", int(share_port)),
             ],
         )
         self.health = _Health(http_port)

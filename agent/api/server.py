@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import socket
 
+from agent.domain.errors import ReloaderError
+
 
 def server_stack() -> tuple[str, str]:
     """uvicorn's HTTP parser and event loop: httptools and uvloop (`uvicorn[standard]`) where they import,
@@ -30,3 +32,17 @@ def listening_socket(host: str, port: int) -> socket.socket:
     listening = socket.create_server((host, port), reuse_port=False, backlog=2048)
     listening.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return listening
+
+
+def shared_port(host: str, port: int) -> socket.socket:
+    """Hold `port` for the serving processes, which each bind it with SO_REUSEPORT (gRPC's server cannot
+    adopt a socket it is handed): a bound socket that never listens takes no connection, but a process
+    of anyone else cannot take the port, and a port already taken fails here, at start."""
+    held = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        held.bind((host, port))
+    except OSError as error:
+        held.close()
+        raise ReloaderError(f"cannot listen for gRPC on {host}:{port}: {error.strerror}") from None
+    return held

@@ -30,9 +30,10 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import logs
 from agent.api.handler import call_with_declared, check_handler, import_handler_class
@@ -63,6 +64,9 @@ from agent.engine.loaders import PythonLoader
 from agent.engine.registry import Registry
 from agent.metrics import ProcessRequests
 
+if TYPE_CHECKING:
+    from agent.api.protos import CompiledProto
+
 log = logging.getLogger("reloader")
 
 EXIT_REFUSED = 3  # Handler.__init__ raised: the agent restarts the process with backoff
@@ -78,38 +82,49 @@ class ServingProcess:
         self._channel = channel
         models = spec.models
         self.registry = Registry(single_model=models.fixed[0].name if models and models.single else None)
-        clients: dict[str, Any] = {"model_client": ModelClient(self.registry)}
+        self.proto = _compiled_proto(spec)  # handler.protobuf_path: a gRPC API
+        python = api.handler.type != "tensorflow"
         handler_class = import_handler_class(spec.handler_path, spec.python_path, api.handler.env)
-        check_handler(handler_class, needs_load_model=models is not None)
+        check_handler(handler_class, needs_load_model=models is not None and python, http=self.proto is None)
+        if self.proto is not None:
+            self.proto.check(handler_class, spec.handler_path)
+        arguments = {
+            "config": dict(api.handler.config),
+            **handler_clients(spec, self.registry),
+            **(self.proto.handler_arguments() if self.proto else {}),
+        }
         try:
-            self.handler = call_with_declared(handler_class, {"config": dict(api.handler.config), **clients})
+            self.handler = call_with_declared(handler_class, arguments)
         except Exception as error:
             frames = traceback.extract_tb(error.__traceback__)
             where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
             name = f"{handler_class.__name__}.__init__ in {spec.handler_path}"
             raise ReloaderError(f"{name} raised {type(error).__name__}: {error}{where}") from None
-        load_model = getattr(self.handler, "load_model", None)
+        load_model = getattr(self.handler, "load_model", None) if python else None
         self._loader = PythonLoader(load_model) if load_model is not None else None
         self.shutdown = Shutdown(api.reloading.shutdown_drain, api.reloading.shutdown_timeout)
         self._readiness = Readiness(False, "initial load in progress")
+        self._on_ready: list[Callable[[], None]] = []
         self._held: dict[tuple[str, int], str] = {}  # (model, version) -> the folder loaded
         self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pool = ThreadPoolExecutor(max(1, api.reloading.workers), thread_name_prefix="load")
         self._snapshot_loaded = threading.Event()
         self._asks = itertools.count()
         self._answers: dict[int, Future[Any]] = {}
+        self._grpc_server: Any = None
 
     # -- the process's life ---------------------------------------------------------------------
-    def run(self, listening: socket.socket) -> int:
+    def run(self, listening: socket.socket, host: str, grpc_port: int | None, http_port: int) -> int:
         import uvicorn
 
         self._channel.send(Hello(os.getpid()))
         threading.Thread(target=self._read, name="agent-channel", daemon=True).start()
         threading.Thread(target=self._apply, name="apply", daemon=True).start()
         self._snapshot_loaded.wait()
-        handler = self.handler
+        if self.proto is not None and grpc_port is not None:
+            self._serve_grpc(host, grpc_port, http_port)
         app = create_app(
-            handler,
+            None if self.proto else self.handler,  # a gRPC API's HTTP port has no `/`
             None,
             self.spec.api.handler.threads_per_process,
             on_shutdown=self._stop,
@@ -130,7 +145,34 @@ class ServingProcess:
         GracefulServer(config, self.shutdown).run(sockets=[listening])
         return 0
 
+    def _serve_grpc(self, host: str, port: int, http_port: int) -> None:
+        """Every serving process binds the gRPC port (SO_REUSEPORT; the agent holds it for the replica)."""
+        from agent.api.grpc_server import GrpcServer
+
+        assert self.proto is not None
+        settings = self.spec.api.reloading
+        self._grpc_server = GrpcServer(
+            self.proto,
+            self.handler,
+            self,
+            self.spec.api.handler.threads_per_process,
+            settings.grpc_max_message_size,
+            http_port,
+            share_port=True,
+        )
+        self._grpc_server.start(host, port)
+        self.shutdown.on_begin(self._grpc_server.health.enter_graceful_shutdown)
+
+    def when_ready(self, callback: Callable[[], None]) -> None:
+        """Call `callback()` once the agent says the replica is ready (the gRPC health service's SERVING)."""
+        if self._readiness.ready:
+            callback()
+        else:
+            self._on_ready.append(callback)
+
     def _stop(self) -> None:
+        if self._grpc_server is not None:
+            self._grpc_server.stop()  # in-flight RPCs finish first
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _read(self) -> None:
@@ -143,6 +185,10 @@ class ServingProcess:
                         future.set_result(message.answer)
                 elif isinstance(message, Readiness):
                     self._readiness = message
+                    if message.ready:
+                        callbacks, self._on_ready = self._on_ready, []
+                        for callback in callbacks:
+                            callback()
                 else:
                     self._work.put(message)
         except ChannelClosed:
@@ -225,6 +271,29 @@ class ServingProcess:
         return future.result(ASK_TIMEOUT)
 
 
+def handler_clients(spec: LoadedSpec, registry: Registry) -> dict[str, Any]:
+    """What the Handler is given to reach its models: `model_client`, or `tensorflow_client` over a channel
+    of this process's own to the replica's TF Serving (predictions only: the agent owns its config)."""
+    if spec.api.handler.type != "tensorflow":
+        return {"model_client": ModelClient(registry)}
+    from agent.api.tensorflow_client import TensorFlowClient
+    from agent.boundaries.tfserving import open_tfserving
+
+    settings = spec.api.reloading
+    _, tfserving = open_tfserving(
+        settings.tfserving_address, settings.tfserving_rpc_timeout, settings.tfserving_predict_timeout
+    )
+    return {"tensorflow_client": TensorFlowClient(registry, tfserving)}
+
+
+def _compiled_proto(spec: LoadedSpec) -> CompiledProto | None:
+    if spec.protobuf_path is None:
+        return None
+    from agent.api.protos import compile_proto  # grpcio is imported for a gRPC API only
+
+    return compile_proto(spec.protobuf_path)
+
+
 def key_of(entry: Entry) -> tuple[str, int]:
     return entry.model, entry.version
 
@@ -239,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--number", type=int, required=True)
     parser.add_argument("--socket-fd", type=int, required=True, help="the replica's listening socket")
     parser.add_argument("--channel-fd", type=int, required=True, help="this process's end of the agent's channel")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--http-port", type=int, required=True, help="the port of the listening socket")
+    parser.add_argument("--grpc-port", type=int, help="a gRPC API's port (handler.protobuf_path)")
     args = parser.parse_args(argv)
     channel = Channel(args.channel_fd)
     listening = socket.socket(fileno=args.socket_fd)
@@ -251,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(ChannelClosed):
             channel.send(Refused(str(error)))
         return EXIT_REFUSED
-    return process.run(listening)
+    return process.run(listening, args.host, args.grpc_port, args.http_port)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,12 @@ def connect(address: str) -> grpc.Channel:
     return grpc.insecure_channel(address, options=list(CHANNEL_OPTIONS))
 
 
+def open_tfserving(address: str, rpc_timeout: float, predict_timeout: float) -> tuple[grpc.Channel, TFServing]:
+    """A channel to TF Serving at `address` and the client over it (close the channel when done)."""
+    channel = connect(address)
+    return channel, TFServing(channel, rpc_timeout, predict_timeout)
+
+
 class TFServing:
     def __init__(self, channel: grpc.Channel, rpc_timeout: float = 30.0, predict_timeout: float = 60.0) -> None:
         self._models = model_service_pb2_grpc.ModelServiceStub(channel)

@@ -150,21 +150,11 @@ class HandlerSpec(_Strict):
         processes = self.processes_per_replica
         if processes == 1:
             return self
-        if self.protobuf_path is not None:
-            raise ValueError(
-                f"processes_per_replica above 1 (found {processes}) is not supported yet for a gRPC API "
-                "(protobuf_path); use threads_per_process for concurrency"
-            )
         models = self.multi_model_reloading or self.models
         if models is not None and models.cache is not None:
             raise ValueError(
                 f"processes_per_replica above 1 (found {processes}) is not supported yet with cache_size / "
                 "disk_cache_size; use threads_per_process, or remove the cache sizes"
-            )
-        if self.type == "tensorflow":
-            raise ValueError(
-                f"processes_per_replica above 1 (found {processes}) is not supported yet for the tensorflow "
-                "handler; use threads_per_process for concurrency"
             )
         return self
 

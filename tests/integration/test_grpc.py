@@ -295,3 +295,45 @@ def test_without_the_grpc_extra_a_grpc_api_exits_2_saying_what_to_install(tmp_pa
     assert result.returncode == 2, result.stderr
     assert "handler.protobuf_path: a gRPC API needs the grpc extra, and grpc_tools cannot be imported" in result.stderr
     assert "pip install 'model-reloader[grpc]'" in result.stderr
+
+
+def test_two_serving_processes_share_the_grpc_port_and_follow_reloads(
+    serve, s3_client, bucket, clients, tmp_path_factory
+):
+    # GIVEN a gRPC API served by two processes (processes_per_replica), version 1 on S3
+    from google.protobuf import empty_pb2
+
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0, marker="_READY")
+    spec = grpc_api(
+        {"path": f"s3://{bucket}/m"},
+        processes_per_replica=2,
+        threads_per_process=2,
+        reloading={"ready_marker": "_READY"},
+    )
+    server = serve.start(serve.spec(spec), grpc=True)
+
+    # THEN RPCs on new connections reach both processes (each binds the port with SO_REUSEPORT); a
+    # channel of its own subchannels opens a connection of its own (grpc shares them across channels)
+    own = {"grpc.use_local_subchannel_pool": 1}
+
+    def pids() -> set[str]:
+        answered = set()
+        for _ in range(12):
+            client = connect(clients, server, tmp_path_factory, **own)
+            _, call = client.stub.Greeting.with_call(empty_pb2.Empty(), timeout=30)
+            answered.add(dict(call.trailing_metadata())["pid"])
+        return answered
+
+    wait_until(lambda: len(pids()) == 2, what="RPCs answered by two processes")
+    assert connect(clients, server, tmp_path_factory).health() == "SERVING"
+    # WHEN version 2 is uploaded THEN every new connection predicts with it, through either process
+    models.put_version("m", 2, tag=2.0, marker="_READY")
+    wait_until(
+        lambda: all(connect(clients, server, tmp_path_factory, **own).predict() == 2.0 for _ in range(12)),
+        what="version 2 in both processes",
+    )
+    status = server.version("grpc-api")["versions"]["2"]["processes"]
+    assert {number: state["state"] for number, state in status.items()} == {"1": "ready", "2": "ready"}
+    # THEN SIGTERM stops them all, by the signal
+    assert server.stop() == -signal.SIGTERM

@@ -3,6 +3,7 @@
 Each RPC of predictor.proto has its method; `proto_module_pb2` is the module protoc generated.
 """
 
+import os
 import threading
 import time
 
@@ -52,5 +53,5 @@ class Handler:
         time.sleep(float(self.config.get("hold", 0)))
         with self.lock:
             self.running -= 1
-        context.set_trailing_metadata((("most-running", str(self.most_running)),))
+        context.set_trailing_metadata((("most-running", str(self.most_running)), ("pid", str(os.getpid()))))
         return self.pb2.Prediction(text=str(self.config.get("greeting", "")))
