@@ -88,8 +88,9 @@ def create_app(
     `status` replaces the agent's answers (a serving process asks the replica's agent), `requests`
     records the requests to `/` (default: the agent's metrics), `on_started` runs once the server serves.
     """
-    metrics = agent.metrics if agent is not None else Metrics()
-    replica = status or _agent_status(agent, metrics, shutdown, info)
+    # A serving process gives `status` and `requests`: it records nothing else (its metrics are the agent's).
+    metrics = agent.metrics if agent is not None else Metrics() if status is None or requests is None else None
+    replica = status or _agent_status(agent, metrics or Metrics(), shutdown, info)
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
@@ -120,7 +121,8 @@ def create_app(
         await _stop(on_shutdown, shutdown)
 
     # `/` first: the API's requests are matched by the first route tried.
-    endpoint = HandlerEndpoint(handler, threads, requests or metrics) if handler is not None else None
+    recorder = requests or metrics
+    endpoint = HandlerEndpoint(handler, threads, recorder) if handler is not None and recorder else None
     routes = [Route("/", endpoint)] if endpoint is not None else []
     routes += [
         Route("/healthz", healthz),

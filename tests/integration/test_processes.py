@@ -232,3 +232,32 @@ def test_sigterm_drains_every_process_then_deletes_the_queue(serve, s3_client, s
 
 def _queues(sqs_client: Any, prefix: str) -> list[str]:
     return list(sqs_client.list_queues(QueueNamePrefix=prefix).get("QueueUrls", []))
+
+
+def test_metrics_are_one_exposition_for_the_replica(serve, s3_client, bucket):
+    # GIVEN two processes, and 30 requests on new connections (so both answer some)
+    from prometheus_client.parser import text_string_to_metric_families
+
+    models = Models(s3_client, bucket)
+    put(models, 1, 1.0)
+    server = serve.start(serve.spec(processes_spec(bucket)))
+    pids = wait_until(lambda: two_pids(server.url), what="two processes")
+    before = [_requests(server) for _ in range(6)]
+    answered = {answer(server.url)["pid"] for _ in range(30)}
+    # WHEN /metrics is scraped, from whichever process accepts the connection
+    scrapes = [httpx.get(f"{server.url}/metrics", headers={"Connection": "close"}).text for _ in range(6)]
+    # THEN every scrape is one valid exposition (each family once) holding the agent's metrics and
+    # the requests of both processes, summed
+    for text in scrapes:
+        families = [family.name for family in text_string_to_metric_families(text)]
+        assert len(families) == len(set(families)), sorted(families)
+        assert "reloader_s3_requests" in families and "reloader_ready" in families
+        assert metric(text, "reloader_http_request_duration_seconds_count", status_code="200") >= max(before) + 30
+        assert metric(text, "reloader_ready") == 1
+        assert metric(text, "reloader_serving_process_up") == 2
+    assert answered == pids
+
+
+def _requests(server: Any) -> float:
+    text = httpx.get(f"{server.url}/metrics", headers={"Connection": "close"}).text
+    return metric(text, "reloader_http_request_duration_seconds_count", status_code="200")
