@@ -417,7 +417,10 @@ def test_info_gives_each_loaded_versions_signature_from_tf_serving(serve, tfserv
     models = SavedModels(s3_client, bucket, tmp_path)
     models.put("tf/scaler", 1, scale=1.0)
     models.put_folder("tf/summer", 4, save_summer(tmp_path / "summer"))
-    paths = [{"name": "scaler", "path": f"s3://{bucket}/tf/scaler"}, {"name": "summer", "path": f"s3://{bucket}/tf/summer"}]
+    paths = [
+        {"name": "scaler", "path": f"s3://{bucket}/tf/scaler"},
+        {"name": "summer", "path": f"s3://{bucket}/tf/summer"},
+    ]
     server = start(serve, tfserving, tmp_path / "models", tf_api({"paths": paths}))
 
     # WHEN /info is asked
@@ -439,3 +442,32 @@ def test_info_gives_each_loaded_versions_signature_from_tf_serving(serve, tfserv
     # WHEN a second version of the scaler arrives THEN /info shows it too
     models.put("tf/scaler", 2, scale=2.0)
     wait_until(lambda: "scaler-2" in server.http.get("/info").json()["model_metadata"], what="scaler-2 in /info")
+
+
+def test_two_serving_processes_predict_through_one_tf_serving_whose_config_the_agent_owns(
+    serve, tfserving, s3_client, bucket, tmp_path
+):
+    # GIVEN version 1 served by two processes (processes_per_replica) and one TF Serving
+    models = SavedModels(s3_client, bucket, tmp_path)
+    models.put("models/scaler", 1, scale=1.0)
+    api = tf_api({"path": f"s3://{bucket}/models/scaler"})
+    api["handler"] |= {"processes_per_replica": 2, "threads_per_process": 2}
+    configs = len(tfserving.configs())
+    server = start(serve, tfserving, tmp_path / "models", api)
+
+    def answers() -> list[dict[str, Any]]:
+        return [
+            httpx.post(f"{server.url}/", json={"x": INPUT}, headers={"Connection": "close"}, timeout=30).json()
+            for _ in range(20)
+        ]
+
+    # THEN both processes answer, from TF Serving
+    wait_until(lambda: len({answer["pid"] for answer in answers()}) == 2, what="two processes answering")
+    # WHEN version 2 is uploaded THEN both predict with it
+    models.put("models/scaler", 2, scale=2.0)
+    wait_until(lambda: all(a["y"] == scaled(2.0) for a in answers()), timeout=30, what="version 2 in both")
+    # THEN only the agent changed TF Serving's config: one config per change, not one per process
+    sent = tfserving.configs()[configs:]
+    assert 1 <= len(sent) <= 3, sent
+    status = server.version(API)["versions"]["2"]
+    assert {number: state["state"] for number, state in status["processes"].items()} == {"1": "ready", "2": "ready"}
