@@ -3,6 +3,7 @@
 A version folder may hold:
 - `model.pkl`: the estimator (required);
 - `FAIL`: load_model raises with the file's text (a broken version);
+- `FAIL_IN_PROCESS`: load_model raises in the serving process of that number only (RELOADER_PROCESS);
 - `SLOW`: load_model sleeps that many seconds first (a slow load);
 - `MANIFEST`: names of files that must all be present, checked at load and on every request;
 - `?slow=S` on a request: it takes S seconds; `GET /?modules=1`: whether botocore was ever imported here;
@@ -43,6 +44,10 @@ class Handler:
         if "FAIL" in files:
             with open(os.path.join(model_path, "FAIL")) as file:
                 raise RuntimeError(file.read() or "this version is broken")
+        if "FAIL_IN_PROCESS" in files:  # broken in one serving process only (processes_per_replica)
+            with open(os.path.join(model_path, "FAIL_IN_PROCESS")) as file:
+                if file.read().strip() == os.environ.get("RELOADER_PROCESS"):
+                    raise RuntimeError(f"this version is broken in process {os.environ['RELOADER_PROCESS']}")
         if "SLOW" in files:
             with open(os.path.join(model_path, "SLOW")) as file:
                 time.sleep(float(file.read()))

@@ -261,3 +261,25 @@ def test_metrics_are_one_exposition_for_the_replica(serve, s3_client, bucket):
 def _requests(server: Any) -> float:
     text = httpx.get(f"{server.url}/metrics", headers={"Connection": "close"}).text
     return metric(text, "reloader_http_request_duration_seconds_count", status_code="200")
+
+
+def test_a_version_one_process_cannot_load_serves_in_none_and_the_previous_one_keeps_serving(serve, s3_client, bucket):
+    # GIVEN version 1 served by two processes
+    models = Models(s3_client, bucket)
+    put(models, 1, 1.0)
+    server = serve.start(serve.spec(processes_spec(bucket, {"retry_backoff": 60})))
+    pids = wait_until(lambda: two_pids(server.url), what="two processes")
+    # WHEN version 2 arrives, and its load_model raises in process 2 only
+    models.put_version("m", 2, tag=2.0, marker="_READY", extra={"TAG": b"2.0", "FAIL_IN_PROCESS": b"2"})
+    status = wait_until(
+        lambda: (v := server.version("test-api")["versions"].get("2")) and v["state"] == "failed" and v,
+        what="version 2 failed",
+    )
+    # THEN the version failed for the replica, naming the process and the error, and process 1, which
+    # had loaded it, dropped it again: every answer, from either process, is still version 1's
+    assert "in serving process 2" in status["error"] and "broken in process 2" in status["error"], status
+    assert status["processes"]["2"]["state"] == "failed"
+    answers = [answer(server.url) for _ in range(30)]
+    assert {a["pid"] for a in answers} == pids
+    assert {a["prediction"] for a in answers} == {1.0}
+    assert server.version("test-api")["latest"] == 1

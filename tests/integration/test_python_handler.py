@@ -181,9 +181,9 @@ def test_requests_never_fail_during_reloads(serve, s3_client, bucket):
         ),
         pytest.param(lambda api: api["handler"].update(typo_field=1), "handler.typo_field", "unknown field", id="typo"),
         pytest.param(
-            lambda api: api["handler"].update(processes_per_replica=2),
+            lambda api: api["handler"].update(processes_per_replica=0),
             "processes_per_replica",
-            "not supported yet",
+            "greater than or equal to 1",
             id="processes",
         ),
         pytest.param(

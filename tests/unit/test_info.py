@@ -136,20 +136,24 @@ def test_tensorflow_info_gives_each_loaded_version_its_signature_and_reads_it_on
     # WHEN /info is answered twice
     first, second = info(), info()
     # THEN it names the signature, inputs and outputs with types and shapes, and asked TF Serving once
-    assert first == second == {
-        "model_metadata": {
-            "temperature-3": {
-                "model": "temperature",
-                "version": "3",
-                "tfserving_version": 7,
-                "timestamp": 50,
-                "signature_key": "serving_default",
-                "signature_def": SIGNATURE_DEFS,
-                "input_signatures": {"x": {"shape": [-1, -1], "type": "float32"}},
-                "output_signatures": {"y": {"shape": [-1, -1], "type": "float32"}},
+    assert (
+        first
+        == second
+        == {
+            "model_metadata": {
+                "temperature-3": {
+                    "model": "temperature",
+                    "version": "3",
+                    "tfserving_version": 7,
+                    "timestamp": 50,
+                    "signature_key": "serving_default",
+                    "signature_def": SIGNATURE_DEFS,
+                    "input_signatures": {"x": {"shape": [-1, -1], "type": "float32"}},
+                    "output_signatures": {"y": {"shape": [-1, -1], "type": "float32"}},
+                }
             }
         }
-    }
+    )
     assert reader.calls == [("temperature", 7)]
 
 

@@ -106,7 +106,16 @@ def test_a_full_cortex_spec_loads(tmp_path):
         ),
         pytest.param({"type": "onnx"}, "handler.type", "found 'onnx'", id="unknown-type"),
         pytest.param(
-            {"processes_per_replica": 3}, "handler.processes_per_replica", "not supported yet", id="processes"
+            {"processes_per_replica": 0}, "handler.processes_per_replica", "greater than or equal to 1", id="processes"
+        ),
+        pytest.param(
+            {
+                "processes_per_replica": 2,
+                "multi_model_reloading": {"dir": "s3://b/d", "cache_size": 1, "disk_cache_size": 2},
+            },
+            "handler",
+            "not supported yet with cache_size",
+            id="processes-with-caching",
         ),
         pytest.param({"thread_per_process": 3}, "handler.thread_per_process", "unknown field", id="typo"),
         pytest.param(
