@@ -99,7 +99,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve one API of a Cortex 0.35 API spec. Exits with status 2 on an invalid spec. "
         "With handler.protobuf_path it is a gRPC API: --port serves the .proto's service (with the gRPC health "
-        "and reflection services), --http-port the HTTP endpoints.",
+        "and reflection services), --http-port the HTTP endpoints. With handler.processes_per_replica N above 1, "
+        "this process is the replica's agent and N serving processes, each with its own Handler, answer on the "
+        "same port.",
         epilog="Reloader settings (the spec's `reloading:` block; the environment variable wins):\n" + settings,
     )
     _service_arguments(serve)
