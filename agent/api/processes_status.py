@@ -10,6 +10,9 @@ from typing import Any
 
 from agent.api.http import AgentStatus
 from agent.api.shutdown import Shutdown
+from agent.domain.caching import latest_candidates, resolve
+from agent.domain.errors import ModelNotFoundError, ModelUnavailableError
+from agent.domain.index import ModelState
 from agent.domain.processes import with_processes
 from agent.engine.agent import Agent
 from agent.engine.serving_processes import ServingProcesses
@@ -35,6 +38,9 @@ class ProcessesStatus:
         processes.answer = self.answer
         processes.on_change = self.tell_processes
         agent.when_ready(self.tell_processes)
+        if agent.cache is not None:  # each process resolves "latest" as the agent does, and says what it used
+            agent.index.listen(self._latest)
+            processes.on_touched = self._touched
 
     def _ready(self) -> bool:
         """Ready once the agent's initial load is done and every process loaded it and serves; a process
@@ -61,7 +67,7 @@ class ProcessesStatus:
     def info(self) -> dict[str, Any]:
         return self._status.info()
 
-    def answer(self, what: str, argument: str | None) -> Any:
+    def answer(self, what: str, argument: Any) -> Any:
         """A serving process's question (agent.domain.processes.Ask)."""
         if what == "models":
             return self.models(argument)
@@ -69,7 +75,30 @@ class ProcessesStatus:
             return self.exposition()
         if what == "info":
             return self.info()
+        if what == "load":
+            model, version = argument
+            return self._load(model, version)
         raise ValueError(f"expected a question models, metrics or info, found {what!r}")
+
+    def _load(self, model: str | None, version: int | str | None) -> dict[str, Any]:
+        """With caching, a request a process could not serve from memory: load the version into every
+        process (the agent's cache: single flight, its deadline) and say which version it was."""
+        try:
+            return {"version": self._agent.lookup.served(model, version).version}
+        except ModelNotFoundError as error:
+            return {"error": "not found", "message": str(error)}
+        except ModelUnavailableError as error:
+            return {"error": "unavailable", "message": str(error)}
+
+    def _touched(self, entries: frozenset[tuple[str, int]]) -> None:
+        assert self._agent.cache is not None
+        for model, version in entries:
+            self._agent.cache.touch(model, version)
+
+    def _latest(self, model: str, state: ModelState) -> None:
+        """Each publication of a model's value: tell the processes if "latest" now means another version."""
+        version = resolve(latest_candidates(state), state.loading, self._agent.registry.loaded(model))
+        self._processes.set_latest(model, version)
 
     def _process_counts(self) -> list[tuple[int, bool, int]]:
         return [

@@ -43,7 +43,7 @@ from agent.api.server import server_stack
 from agent.api.shutdown import GracefulServer, Shutdown
 from agent.boundaries.channel import Channel, ChannelClosed
 from agent.boundaries.spec_file import load_spec
-from agent.domain.errors import ReloaderError
+from agent.domain.errors import ModelNotFoundError, ModelUnavailableError, ReloaderError
 from agent.domain.index import Served
 from agent.domain.processes import (
     Ask,
@@ -51,6 +51,7 @@ from agent.domain.processes import (
     Dropped,
     Entry,
     Hello,
+    Latest,
     Put,
     Readiness,
     Refused,
@@ -58,10 +59,11 @@ from agent.domain.processes import (
     Report,
     Snapshot,
     Started,
+    Touched,
 )
 from agent.domain.spec import LoadedSpec
 from agent.engine.loaders import PythonLoader
-from agent.engine.registry import Registry
+from agent.engine.registry import Lookup, Registry, parse_version
 from agent.metrics import ProcessRequests
 
 if TYPE_CHECKING:
@@ -71,7 +73,8 @@ log = logging.getLogger("reloader")
 
 EXIT_REFUSED = 3  # Handler.__init__ raised: the agent restarts the process with backoff
 EXIT_AGENT_GONE = 1
-ASK_TIMEOUT = 30.0
+ASK_TIMEOUT = 30.0  # seconds for the agent to answer (beyond cold_load_deadline for a cold load)
+TOUCH_REPORT_INTERVAL = 1.0
 
 
 class ServingProcess:
@@ -88,9 +91,14 @@ class ServingProcess:
         check_handler(handler_class, needs_load_model=models is not None and python, http=self.proto is None)
         if self.proto is not None:
             self.proto.check(handler_class, spec.handler_path)
+        self._latest: dict[str, int] = {}  # with caching: "latest" per model, as the agent resolves it
+        self._ask_timeout = max(ASK_TIMEOUT, api.reloading.cold_load_deadline + ASK_TIMEOUT)
+        lookup: Lookup = self.registry
+        if spec.cache is not None:
+            lookup = ProcessCache(self.registry, self._latest, self._ask, self._send)
         arguments = {
             "config": dict(api.handler.config),
-            **handler_clients(spec, self.registry),
+            **handler_clients(spec, lookup),
             **(self.proto.handler_arguments() if self.proto else {}),
         }
         try:
@@ -179,24 +187,35 @@ class ServingProcess:
         try:
             while True:
                 message = self._channel.receive()
-                if isinstance(message, Reply):
-                    future = self._answers.pop(message.ask, None)
-                    if future is not None:
-                        future.set_result(message.answer)
-                elif isinstance(message, Readiness):
-                    self._readiness = message
-                    if message.ready:
-                        callbacks, self._on_ready = self._on_ready, []
-                        for callback in callbacks:
-                            callback()
-                else:
-                    self._work.put(message)
+                if isinstance(message, (Reply, Latest, Readiness)):
+                    self._take(message)  # at once: a request thread may be waiting for it
+                    continue
+                if isinstance(message, Snapshot):
+                    self._latest.update(message.latest)  # here, in order with the `Latest` after it
+                self._work.put(message)
         except ChannelClosed:
             if self.shutdown.begun:
                 return
             log.error("serving process %d: the agent is gone; exiting", self.number)
             logging.shutdown()
             os._exit(EXIT_AGENT_GONE)
+
+    def _take(self, message: Reply | Latest | Readiness) -> None:
+        if isinstance(message, Reply):
+            future = self._answers.pop(message.ask, None)
+            if future is not None:
+                future.set_result(message.answer)
+        elif isinstance(message, Latest):
+            if message.version is None:
+                self._latest.pop(message.model, None)
+            else:
+                self._latest[message.model] = message.version
+        else:
+            self._readiness = message
+            if message.ready:
+                callbacks, self._on_ready = self._on_ready, []
+                for callback in callbacks:
+                    callback()
 
     def _apply(self) -> None:
         while True:
@@ -268,14 +287,63 @@ class ServingProcess:
         future: Future[Any] = Future()
         self._answers[ask] = future
         self._channel.send(Ask(ask, what, argument))
-        return future.result(ASK_TIMEOUT)
+        return future.result(self._ask_timeout)
 
 
-def handler_clients(spec: LoadedSpec, registry: Registry) -> dict[str, Any]:
+class ProcessCache:
+    """With caching, where a serving process's requests find their entry: its own registry holds what
+    the agent's cache holds (every process holds the same entries), "latest" is what the agent last said
+    it means (`Latest`), and anything not in memory is asked of the agent, which loads it into every
+    process (once, however many processes and requests ask) and answers which version it was. The
+    entries used are told to the agent at most once a second (`Touched`): its LRU's recency."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        latest: dict[str, int],
+        ask: Callable[[str, Any], Any],
+        send: Callable[[Any], None],
+    ) -> None:
+        self._registry = registry
+        self._latest = latest
+        self._ask = ask
+        self._send = send
+        self._touched: set[tuple[str, int]] = set()
+        self._next_report = 0.0
+
+    def served(self, model: str | None = None, version: int | str | None = "latest") -> Served:
+        name = self._registry.model_name(model)
+        number = parse_version(version)
+        if number is None:
+            number = self._latest.get(name)
+        if number is not None:
+            served = self._registry.loaded(name).get(number)
+            if served is not None:
+                self._touch((name, number))
+                return served
+        answer = self._ask("load", (name, version))
+        if "error" in answer:
+            error = ModelNotFoundError if answer["error"] == "not found" else ModelUnavailableError
+            raise error(answer["message"])
+        served = self._registry.loaded(name).get(answer["version"])
+        if served is None:
+            raise ModelUnavailableError(f"model {name!r} version {answer['version']} was evicted at once")
+        return served
+
+    def _touch(self, entry: tuple[str, int]) -> None:
+        self._touched.add(entry)
+        now = time.monotonic()
+        if now >= self._next_report:
+            self._next_report = now + TOUCH_REPORT_INTERVAL
+            touched, self._touched = frozenset(self._touched), set()
+            self._send(Touched(touched))
+
+
+def handler_clients(spec: LoadedSpec, lookup: Lookup) -> dict[str, Any]:
     """What the Handler is given to reach its models: `model_client`, or `tensorflow_client` over a channel
     of this process's own to the replica's TF Serving (predictions only: the agent owns its config)."""
     if spec.api.handler.type != "tensorflow":
-        return {"model_client": ModelClient(registry)}
+        return {"model_client": ModelClient(lookup)}
     from agent.api.tensorflow_client import TensorFlowClient
     from agent.boundaries.tfserving import open_tfserving
 
@@ -283,7 +351,7 @@ def handler_clients(spec: LoadedSpec, registry: Registry) -> dict[str, Any]:
     _, tfserving = open_tfserving(
         settings.tfserving_address, settings.tfserving_rpc_timeout, settings.tfserving_predict_timeout
     )
-    return {"tensorflow_client": TensorFlowClient(registry, tfserving)}
+    return {"tensorflow_client": TensorFlowClient(lookup, tfserving)}
 
 
 def _compiled_proto(spec: LoadedSpec) -> CompiledProto | None:

@@ -14,7 +14,7 @@ over a private socket pair (agent.boundaries.channel).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 # BLAS / OpenMP pools size themselves to every core by default: N processes would each start one
@@ -45,9 +45,21 @@ class Entry:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The whole manifest, sent once when a process connects: it loads all of it before it serves."""
+    """The whole manifest, sent once when a process connects: it loads all of it before it serves.
+    With caching, also which version "latest" means for each model (as `Latest` says)."""
 
     entries: tuple[Entry, ...]
+    latest: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Latest:
+    """With caching: which version "latest" of `model` means now (None: none yet), as the agent
+    resolves it from its index (agent.domain.caching.resolve); a request for "latest" in a process
+    reads this instead of the index, which only the agent holds."""
+
+    model: str
+    version: int | None
 
 
 @dataclass(frozen=True)
@@ -113,11 +125,20 @@ class Started:
 
 @dataclass(frozen=True)
 class Ask:
-    """`what`: "models" (`argument`: the `?model=` filter) or "metrics"."""
+    """`what`: "models" (`argument`: the `?model=` filter), "metrics", "info", or, with caching, "load"
+    (`argument`: (model, version) a request asked for and this process does not hold: the agent loads
+    it into every process, once however many ask, and answers its version number or the error)."""
 
     ask: int
     what: str
-    argument: str | None = None
+    argument: Any = None
+
+
+@dataclass(frozen=True)
+class Touched:
+    """With caching: the entries this process's requests used since it last said (the LRU's recency)."""
+
+    entries: frozenset[tuple[str, int]]
 
 
 # -- pure rules ---------------------------------------------------------------------------------

@@ -146,19 +146,6 @@ class HandlerSpec(_Strict):
     server_side_batching: dict[str, Any] | None = None
 
     @model_validator(mode="after")
-    def _processes_and_what_they_support(self) -> HandlerSpec:
-        processes = self.processes_per_replica
-        if processes == 1:
-            return self
-        models = self.multi_model_reloading or self.models
-        if models is not None and models.cache is not None:
-            raise ValueError(
-                f"processes_per_replica above 1 (found {processes}) is not supported yet with cache_size / "
-                "disk_cache_size; use threads_per_process, or remove the cache sizes"
-            )
-        return self
-
-    @model_validator(mode="after")
     def _models_field_matches_type(self) -> HandlerSpec:
         if self.type == "python" and self.models is not None:
             raise ValueError("'models' is for the tensorflow handler; the python handler uses 'multi_model_reloading'")

@@ -26,6 +26,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from agent.domain.processes import (
     Dropped,
     Entry,
     Hello,
+    Latest,
     ProcessView,
     Put,
     Readiness,
@@ -47,6 +49,7 @@ from agent.domain.processes import (
     Report,
     Snapshot,
     Started,
+    Touched,
 )
 from agent.engine.loaders import Loader
 from agent.engine.scheduler import Handle, Scheduler
@@ -56,6 +59,7 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, int]
 PROCESS_VARIABLE = "RELOADER_PROCESS"  # each serving process's number, 1..N, for a handler that needs it
+ANSWER_THREADS = 16  # questions answered at once: cold loads wait there, /models and /metrics beside them
 RESTART_BACKOFF = Backoff(0.5, 30.0)  # a process that exits before it served: 0.5 s, 1 s, 2 s, ... 30 s
 Command = Callable[[int, int, int], list[str]]  # (process number, socket fd, channel fd) -> argv
 
@@ -102,14 +106,19 @@ class ServingProcesses:
         self._environment = environment
         self._backoff = backoff
         self._manifest: dict[Key, Entry] = {}
+        self._latest: dict[str, int] = {}  # with caching: "latest" per model with one in memory
+        # Questions are answered off the readers: a cold load ("load") waits for every process's report,
+        # which the asking process's reader must be free to receive.
+        self._answers = ThreadPoolExecutor(ANSWER_THREADS, thread_name_prefix="serving-answer")
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._stopping = False
         self._readiness = Readiness(False, "initial load in progress")
         # Set by the composition root: the agent's answers to a process's `Ask` ("models", "metrics"),
         # and what to do when a process starts serving or ends (readiness, or why not, may change).
-        self.answer: Callable[[str, str | None], Any] = lambda what, argument: None
+        self.answer: Callable[[str, Any], Any] = lambda what, argument: None
         self.on_change: Callable[[], None] = lambda: None
+        self.on_touched: Callable[[frozenset[Key]], None] = lambda entries: None
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -136,6 +145,7 @@ class ServingProcesses:
                 popen.wait()
         with self._lock:
             self._changed.notify_all()
+        self._answers.shutdown(wait=False, cancel_futures=True)
 
     @property
     def all_started(self) -> bool:
@@ -165,6 +175,19 @@ class ServingProcesses:
     def views(self) -> list[ProcessView]:
         with self._lock:
             return [p.view() for p in self._processes]
+
+    def set_latest(self, model: str, version: int | None) -> None:
+        """With caching: tell every process which version "latest" of `model` means (when it changed)."""
+        with self._lock:
+            if self._latest.get(model) == version:
+                return
+            if version is None:
+                del self._latest[model]
+            else:
+                self._latest[model] = version
+            for process in self._processes:
+                if process.member:
+                    self._send(process, Latest(model, version))
 
     def paths(self) -> dict[Key, str]:
         with self._lock:
@@ -263,19 +286,17 @@ class ServingProcesses:
 
     def _handle(self, process: _Process, message: Any) -> None:
         if isinstance(message, Ask):
-            try:
-                answer = self.answer(message.what, message.argument)
-            except Exception as error:  # a question the agent cannot answer must not end the channel
-                log.exception("cannot answer serving process %d's question %r", process.number, message.what)
-                answer = {"error": f"{type(error).__name__}: {error}"}
-            self._send(process, Reply(message.ask, answer))
+            self._answers.submit(self._answer, process, message)
+            return
+        if isinstance(message, Touched):
+            self.on_touched(message.entries)
             return
         started = False
         with self._lock:
             if isinstance(message, Hello):
                 process.member = True
                 process.loading = set(self._manifest)
-                self._send(process, Snapshot(tuple(self._manifest.values())))
+                self._send(process, Snapshot(tuple(self._manifest.values()), dict(self._latest)))
                 self._send(process, self._readiness)
             elif isinstance(message, Report):
                 key = (message.model, message.version)
@@ -292,6 +313,14 @@ class ServingProcesses:
             self._changed.notify_all()
         if started:
             self.on_change()
+
+    def _answer(self, process: _Process, message: Ask) -> None:
+        try:
+            answer = self.answer(message.what, message.argument)
+        except Exception as error:  # a question the agent cannot answer must not end the channel
+            log.exception("cannot answer serving process %d's question %r", process.number, message.what)
+            answer = {"error": f"{type(error).__name__}: {error}"}
+        self._send(process, Reply(message.ask, answer))  # after any Put it waited for: the channel keeps order
 
     def _ended(self, process: _Process, reason: str) -> None:
         with self._lock:

@@ -283,3 +283,42 @@ def test_a_version_one_process_cannot_load_serves_in_none_and_the_previous_one_k
     assert {a["pid"] for a in answers} == pids
     assert {a["prediction"] for a in answers} == {1.0}
     assert server.version("test-api")["latest"] == 1
+
+
+def test_with_caching_two_processes_asking_for_one_uncached_entry_cause_one_download(serve, s3_client, bucket):
+    # GIVEN 6 models in `dir` mode, cache_size 2, disk_cache_size 4, two processes of 4 threads
+    models = Models(s3_client, bucket)
+    for number in range(6):
+        models.put_version(f"zoo/m{number}", 1, tag=float(number), extra={"SLOW": b"0.5"})
+    spec = api_spec(
+        {"dir": f"s3://{bucket}/zoo", "cache_size": 2, "disk_cache_size": 4},
+        processes_per_replica=2,
+        threads_per_process=4,
+    )
+    server = serve.start(serve.spec(spec))
+    pids = wait_until(lambda: two_pids_of(server.url, "m0"), what="two processes")
+    gets = s3_calls(server)[1]
+    # WHEN 8 requests from both processes ask at once for an entry no process holds
+    with Traffic.calling(lambda _: answer(server.url, model="m3"), range(8)) as traffic:
+        wait_until(lambda: len({a.value["pid"] for a in traffic.answers if a.value}) == 2, what="both answered")
+    # THEN each answered with it, it was downloaded once (SLOW and model.pkl), and each process loaded it once
+    assert not traffic.failures() and {a.value["prediction"] for a in traffic.answers} == {3.0}
+    assert s3_calls(server)[1] - gets == 2
+    loads = {}
+    for _ in range(40):
+        reply = httpx.get(f"{server.url}/", params={"stats": 1}, headers={"Connection": "close"}).json()
+        loads[reply["pid"]] = reply
+    assert set(loads) == pids
+    # AND no process holds more than cache_size entries, however many models were asked for
+    for name in ("m1", "m2", "m4", "m5", "m3"):
+        assert answer(server.url, model=name)["prediction"] == float(name[1:])
+    for reply in loads.values():
+        assert reply["loads"]["m3"] == 1, loads
+    for _ in range(40):
+        reply = httpx.get(f"{server.url}/", params={"stats": 1}, headers={"Connection": "close"}).json()
+        assert reply["alive"] <= 2, reply
+
+
+def two_pids_of(url: str, model: str) -> set[int] | None:
+    pids = {answer(url, model=model)["pid"] for _ in range(30)}
+    return pids if len(pids) == 2 else None
