@@ -108,15 +108,6 @@ def test_a_full_cortex_spec_loads(tmp_path):
         pytest.param(
             {"processes_per_replica": 0}, "handler.processes_per_replica", "greater than or equal to 1", id="processes"
         ),
-        pytest.param(
-            {
-                "processes_per_replica": 2,
-                "multi_model_reloading": {"dir": "s3://b/d", "cache_size": 1, "disk_cache_size": 2},
-            },
-            "handler",
-            "not supported yet with cache_size",
-            id="processes-with-caching",
-        ),
         pytest.param({"thread_per_process": 3}, "handler.thread_per_process", "unknown field", id="typo"),
         pytest.param(
             {"models": {"path": "s3://b/a"}}, "handler", "'models' is for the tensorflow", id="models-on-python"
