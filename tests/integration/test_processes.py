@@ -322,3 +322,27 @@ def test_with_caching_two_processes_asking_for_one_uncached_entry_cause_one_down
 def two_pids_of(url: str, model: str) -> set[int] | None:
     pids = {answer(url, model=model)["pid"] for _ in range(30)}
     return pids if len(pids) == 2 else None
+
+
+def test_when_the_agent_dies_the_serving_processes_exit(serve, s3_client, bucket):
+    # GIVEN two serving processes
+    models = Models(s3_client, bucket)
+    put(models, 1, 1.0)
+    server = serve.start(serve.spec(processes_spec(bucket)))
+    wait_until(lambda: len(serving_pids(server)) == 2, what="two children")
+    children = serving_pids(server)
+    # WHEN the agent is killed (an OOM kill, say)
+    server.process.kill()
+    server.process.wait()
+    # THEN its serving processes exit too, rather than serve versions nothing updates any more: the
+    # replica is gone, and its orchestrator starts it again
+    wait_until(lambda: not any(os.path.exists(f"/proc/{pid}") and not _zombie(pid) for pid in children), timeout=10)
+    assert "the agent is gone; exiting" in server.log()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True
