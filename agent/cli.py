@@ -21,7 +21,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import logs
-from agent.api.handler import call_with_declared, check_handler, import_handler_class
+from agent.api.handler import check_handler, construct_handler, import_handler_class
 from agent.api.http import create_app
 from agent.api.info import model_info
 from agent.api.processes_status import ProcessesStatus
@@ -269,7 +268,7 @@ class Service:
             return  # each serving process constructs its own
         proto_module = self.proto.handler_arguments() if self.proto else {}
         arguments = {"config": dict(api.handler.config), **self.runtime.clients, **proto_module}
-        self.handler = _construct_handler(spec, handler_class, arguments)
+        self.handler = construct_handler(handler_class, arguments, spec.handler_path)
         self.runtime.attach(self.handler)
 
     def start(self) -> None:
@@ -292,20 +291,6 @@ class Service:
             self._s3.close()
         if self._own_model_dir is not None:
             shutil.rmtree(self._own_model_dir, ignore_errors=True)
-
-
-def _construct_handler(spec: LoadedSpec, handler_class: type, arguments: dict[str, Any]) -> Any:
-    """`Handler(config, ...)`; an exception in the user's __init__ is reported by name, not as a traceback."""
-    try:
-        return call_with_declared(handler_class, arguments)
-    except Exception as error:
-        frames = traceback.extract_tb(error.__traceback__)
-        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-        log.debug("Handler.__init__ raised", exc_info=True)
-        raise ReloaderError(
-            f"handler: {handler_class.__name__}.__init__ in {spec.handler_path} raised "
-            f"{type(error).__name__}: {error}{where}"
-        ) from None
 
 
 def event_sources(api_name: str, settings: ReloadingSettings, agent: Agent) -> list[EventSource]:

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from agent.domain.errors import SpecError
+from agent.domain.errors import ReloaderError, SpecError
+
+log = logging.getLogger(__name__)
 
 HTTP_METHODS = ("post", "get", "put", "patch", "delete")
 
@@ -66,3 +70,17 @@ def declared_arguments(function: Callable[..., Any], names: Iterable[str]) -> fr
 def call_with_declared(function: Callable[..., Any], available: dict[str, Any]) -> Any:
     """Call `function` with the keyword arguments it declares, from `available` (once: `Handler(...)`)."""
     return function(**{name: available[name] for name in declared_arguments(function, available)})
+
+
+def construct_handler(handler_class: type, arguments: dict[str, Any], path: Path) -> Any:
+    """`Handler(config, ...)`; an exception in the user's __init__ is reported by name and place, not as a
+    traceback (ReloaderError)."""
+    try:
+        return call_with_declared(handler_class, arguments)
+    except Exception as error:
+        frames = traceback.extract_tb(error.__traceback__)
+        where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        log.debug("Handler.__init__ raised", exc_info=True)
+        raise ReloaderError(
+            f"handler: {handler_class.__name__}.__init__ in {path} raised {type(error).__name__}: {error}{where}"
+        ) from None

@@ -29,14 +29,13 @@ import socket
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import logs
-from agent.api.handler import call_with_declared, check_handler, import_handler_class
+from agent.api.handler import check_handler, construct_handler, import_handler_class
 from agent.api.http import create_app
 from agent.api.model_client import ModelClient
 from agent.api.server import server_stack
@@ -101,13 +100,7 @@ class ServingProcess:
             **handler_clients(spec, lookup),
             **(self.proto.handler_arguments() if self.proto else {}),
         }
-        try:
-            self.handler = call_with_declared(handler_class, arguments)
-        except Exception as error:
-            frames = traceback.extract_tb(error.__traceback__)
-            where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-            name = f"{handler_class.__name__}.__init__ in {spec.handler_path}"
-            raise ReloaderError(f"{name} raised {type(error).__name__}: {error}{where}") from None
+        self.handler = construct_handler(handler_class, arguments, spec.handler_path)
         load_model = getattr(self.handler, "load_model", None) if python else None
         self._loader = PythonLoader(load_model) if load_model is not None else None
         self.shutdown = Shutdown(api.reloading.shutdown_drain, api.reloading.shutdown_timeout)
