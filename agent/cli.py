@@ -43,7 +43,7 @@ from agent.boundaries.spec_file import load_spec
 from agent.boundaries.sqs import Queue, QueueAdmin
 from agent.domain.errors import ReloaderError, SpecError
 from agent.domain.locations import S3Location, parse_location
-from agent.domain.processes import thread_limits
+from agent.domain.processes import thread_limits, usable_cpus
 from agent.domain.settings import ReloadingSettings, describe_settings
 from agent.domain.spec import LoadedSpec
 from agent.engine.agent import Agent, EventSource
@@ -408,7 +408,7 @@ def _run_processes(args: argparse.Namespace, spec: LoadedSpec) -> int:
     metrics_dir = tempfile.mkdtemp(prefix="reloader-metrics-")
     environment = {
         **os.environ,
-        **thread_limits(os.environ, len(os.sched_getaffinity(0)), count),
+        **thread_limits(os.environ, usable_cpus(len(os.sched_getaffinity(0)), _cpu_max()), count),
         "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
     }
     spec_path = args.spec.resolve()
@@ -464,6 +464,14 @@ def _run_processes(args: argparse.Namespace, spec: LoadedSpec) -> int:
     signal.signal(received[0], signal.SIG_DFL)
     os.kill(os.getpid(), received[0])
     return 0
+
+
+def _cpu_max() -> str | None:
+    """This container's CPU quota (cgroup v2), if the system says."""
+    try:
+        return Path("/sys/fs/cgroup/cpu.max").read_text()
+    except OSError:
+        return None
 
 
 # -- handler.protobuf_path: a gRPC API -------------------------------------------------------

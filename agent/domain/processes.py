@@ -13,6 +13,7 @@ over a private socket pair (agent.boundaries.channel).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,6 +150,16 @@ def thread_limits(environ: Mapping[str, str], cpus: int, processes: int) -> dict
     for each variable the user did not set."""
     share = str(max(1, cpus // max(1, processes)))
     return {name: share for name in THREAD_LIMIT_VARIABLES if name not in environ}
+
+
+def usable_cpus(affinity: int, cpu_max: str | None) -> int:
+    """The cores a replica may use: those it may run on (its affinity), fewer under a CPU quota
+    (cgroup v2's `cpu.max`, "<quota> <period>" or "max <period>": what a container's CPU limit sets)."""
+    if cpu_max:
+        quota, _, period = cpu_max.strip().partition(" ")
+        if quota.isdigit() and period.isdigit() and int(period) > 0:
+            return max(1, min(affinity, math.ceil(int(quota) / int(period))))
+    return max(1, affinity)
 
 
 @dataclass(frozen=True)

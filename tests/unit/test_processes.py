@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.domain.processes import ProcessView, thread_limits, version_in_process, with_processes
+from agent.domain.processes import ProcessView, thread_limits, usable_cpus, version_in_process, with_processes
 
 VARIABLES = (
     "OMP_NUM_THREADS",
@@ -75,3 +75,19 @@ def test_the_models_view_gets_each_process_per_version():
     }
     assert view["m"]["versions"]["2"]["processes"]["1"] == {"state": "loading", "error": None}
     assert snapshot["m"]["versions"]["1"] == {"state": "ready"}  # the agent's view is not changed
+
+
+@pytest.mark.parametrize(
+    ("affinity", "cpu_max", "expected"),
+    [
+        pytest.param(16, None, 16, id="no-cgroup"),
+        pytest.param(16, "max 100000\n", 16, id="no-quota"),
+        pytest.param(16, "200000 100000\n", 2, id="a-limit-of-2-cpus"),
+        pytest.param(16, "150000 100000", 2, id="a-limit-of-1.5-rounds-up"),
+        pytest.param(2, "800000 100000", 2, id="never-above-the-affinity"),
+        pytest.param(4, "10000 100000", 1, id="never-below-one"),
+        pytest.param(4, "garbage", 4, id="unreadable"),
+    ],
+)
+def test_usable_cpus(affinity, cpu_max, expected):
+    assert usable_cpus(affinity, cpu_max) == expected
