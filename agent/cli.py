@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("reloader")
 
 EXIT_SPEC = 2
+AGENT_STOP_MARGIN = 5.0  # seconds of shutdown_timeout kept for the agent after its serving processes stopped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,8 +282,8 @@ class Service:
     def stop(self) -> None:
         if self.grpc_server is not None:
             self.grpc_server.stop()  # in-flight RPCs finish before what they call stops
-        if self.processes is not None:  # each drains its requests first
-            self.processes.stop(self.shutdown.remaining())
+        if self.processes is not None:  # each drains its requests first; the agent's own stop keeps a margin
+            self.processes.stop(max(0.0, self.shutdown.remaining() - AGENT_STOP_MARGIN))
         self.runtime.stop()
         if self.agent is not None:
             self.agent.stop()
@@ -436,6 +437,29 @@ def _run_processes(args: argparse.Namespace, spec: LoadedSpec) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    try:
+        finished = _serve_until_signal(service, stopping, args, spec, http_port, grpc_port)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    if not finished:  # threads still downloading would hold the interpreter's exit
+        logging.shutdown()
+        os._exit(0)
+    # Ended by the signal, as a single process (uvicorn re-raises it): the exit status says which.
+    signal.signal(received[0], signal.SIG_DFL)
+    os.kill(os.getpid(), received[0])
+    return 0
+
+
+def _serve_until_signal(
+    service: Service,
+    stopping: threading.Event,
+    args: argparse.Namespace,
+    spec: LoadedSpec,
+    http_port: int,
+    grpc_port: socket.socket | None,
+) -> bool:
+    """Start, serve until SIGTERM or SIGINT, stop; False when the stop overran shutdown_timeout."""
+    count = spec.api.handler.processes_per_replica
     service.start()
     http, loop = server_stack()
     what = "serving API" if grpc_port is None else f"gRPC API on {args.host}:{args.port}, HTTP endpoints of API"
@@ -454,16 +478,9 @@ def _run_processes(args: argparse.Namespace, spec: LoadedSpec) -> int:
     assert service.status is not None
     service.status.tell_processes()
     finished = service.shutdown.stop_within(service.stop)
-    shutil.rmtree(metrics_dir, ignore_errors=True)
     if grpc_port is not None:
         grpc_port.close()
-    if not finished:
-        logging.shutdown()
-        os._exit(0)
-    # Ended by the signal, as a single process (uvicorn re-raises it): the exit status says which.
-    signal.signal(received[0], signal.SIG_DFL)
-    os.kill(os.getpid(), received[0])
-    return 0
+    return finished
 
 
 def _cpu_max() -> str | None:

@@ -5,6 +5,7 @@ over its channel (agent.api.serving_process)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ class ProcessesStatus:
         self._metrics = metrics
         self._status = AgentStatus(agent, metrics, shutdown, info, ready=self._ready)
         self._became_ready = False
+        self._telling = threading.Lock()
         metrics.track_replica_state(lambda: (agent.index.snapshot(), self.unready_because() is None))
         metrics.registry.register(ServingProcessesCollector(self._process_counts))
         processes.answer = self.answer
@@ -50,7 +52,8 @@ class ProcessesStatus:
         return self._became_ready
 
     def tell_processes(self) -> None:
-        self._processes.set_readiness(self.unready_because())
+        with self._telling:  # what is told is what holds now: a reason computed before another's is not sent after it
+            self._processes.set_readiness(self.unready_because())
 
     def unready_because(self) -> str | None:
         reason = self._status.unready_because()

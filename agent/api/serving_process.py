@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +107,7 @@ class ServingProcess:
         self._readiness = Readiness(False, "initial load in progress")
         self._on_ready: list[Callable[[], None]] = []
         self._held: dict[tuple[str, int], str] = {}  # (model, version) -> the folder loaded
+        self._pending: dict[tuple[str, int], Future[str | None]] = {}  # loads running (the apply thread's)
         self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pool = ThreadPoolExecutor(max(1, api.reloading.workers), thread_name_prefix="load")
         self._snapshot_loaded = threading.Event()
@@ -214,20 +215,42 @@ class ServingProcess:
         while True:
             message = self._work.get()
             if isinstance(message, Snapshot):
-                wait([self._pool.submit(self._put, entry) for entry in message.entries])
-                self._snapshot_loaded.set()
+                self._load_snapshot(message.entries)
             elif isinstance(message, Put):
-                self._pool.submit(self._put, message.entry)
+                self._after_pending((message.entry.model, message.entry.version))
+                key = (message.entry.model, message.entry.version)
+                self._pending[key] = self._pool.submit(self._put, message.entry)
             elif isinstance(message, Drop):
+                self._after_pending((message.model, message.version))  # never before a Put sent earlier
                 self._drop(message.model, message.version)
 
+    def _after_pending(self, key: tuple[str, int]) -> None:
+        """Wait for the load of `key` still running, if any: a version's changes apply in their order."""
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            pending.result()
+
+    def _load_snapshot(self, entries: tuple[Entry, ...]) -> None:
+        """Load what the agent holds before taking any connection; a version that will not load here
+        makes the process refuse to serve (the agent starts it again, with backoff, and says why) rather
+        than serve without it beside processes that have it."""
+        errors = [error for error in self._pool.map(self._put, entries) if error is not None]
+        if errors:
+            reason = f"could not load {len(errors)} of the replica's {len(entries)} version(s): {errors[0]}"
+            log.error("serving process %d %s", self.number, reason)
+            self._send(Refused(reason))
+            logging.shutdown()
+            os._exit(EXIT_REFUSED)
+        self._snapshot_loaded.set()
+
     # -- what the agent says is there ---------------------------------------------------------------
-    def _put(self, entry: Entry) -> None:
+    def _put(self, entry: Entry) -> str | None:
         key = (entry.model, entry.version)
         error = None
         if self._held.get(key) != entry.path:
             error = self._load(entry)
         self._send(Report(entry.model, entry.version, entry.path, error))
+        return error
 
     def _load(self, entry: Entry) -> str | None:
         logger = logs.model_logger(log, entry.model, entry.version)
@@ -314,10 +337,15 @@ class ProcessCache:
             if served is not None:
                 self._touch((name, number))
                 return served
-        answer = self._ask("load", (name, version))
+        try:
+            answer = self._ask("load", (name, version))
+        except (TimeoutError, ChannelClosed) as error:
+            raise ModelUnavailableError(
+                f"model {name!r} version {version}: no answer from the agent ({error})"
+            ) from None
         if "error" in answer:
-            error = ModelNotFoundError if answer["error"] == "not found" else ModelUnavailableError
-            raise error(answer["message"])
+            kind = ModelNotFoundError if answer["error"] == "not found" else ModelUnavailableError
+            raise kind(answer.get("message", answer["error"]))
         served = self._registry.loaded(name).get(answer["version"])
         if served is None:
             raise ModelUnavailableError(f"model {name!r} version {answer['version']} was evicted at once")

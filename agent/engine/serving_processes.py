@@ -59,7 +59,9 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, int]
 PROCESS_VARIABLE = "RELOADER_PROCESS"  # each serving process's number, 1..N, for a handler that needs it
-ANSWER_THREADS = 16  # questions answered at once: cold loads wait there, /models and /metrics beside them
+ANSWER_THREADS = 16  # cold loads asked for at once (each waits up to cold_load_deadline)
+STATUS_THREADS = 2  # /models, /metrics and /info questions answered at once
+SERVED_LONG_ENOUGH = 60.0  # seconds of serving after which an exit restarts at once, without backoff
 RESTART_BACKOFF = Backoff(0.5, 30.0)  # a process that exits before it served: 0.5 s, 1 s, 2 s, ... 30 s
 Command = Callable[[int, int, int], list[str]]  # (process number, socket fd, channel fd) -> argv
 
@@ -78,14 +80,20 @@ class _Process:
     error: str | None = None
     member: bool = False  # got the snapshot: every later change is sent to it and waited for
     loaded: dict[Key, tuple[str, str | None]] = field(default_factory=dict)
-    loading: set[Key] = field(default_factory=set)
+    loading: dict[Key, str] = field(default_factory=dict)  # the folder awaited: a report of another ends nothing
     dropping: set[Key] = field(default_factory=set)
     failed_starts: int = 0
+    served_since: float | None = None  # when it last started serving (a crash soon after counts as failed)
     restart: Handle | None = None
 
     def view(self) -> ProcessView:
         return ProcessView(
-            self.number, self.pid, self.state, self.error, dict(self.loaded), frozenset(self.loading | self.dropping)
+            self.number,
+            self.pid,
+            self.state,
+            self.error,
+            dict(self.loaded),
+            frozenset(set(self.loading) | self.dropping),
         )
 
 
@@ -108,8 +116,10 @@ class ServingProcesses:
         self._manifest: dict[Key, Entry] = {}
         self._latest: dict[str, int] = {}  # with caching: "latest" per model with one in memory
         # Questions are answered off the readers: a cold load ("load") waits for every process's report,
-        # which the asking process's reader must be free to receive.
-        self._answers = ThreadPoolExecutor(ANSWER_THREADS, thread_name_prefix="serving-answer")
+        # which the asking process's reader must be free to receive; and cold loads have their own
+        # threads, so that /models and /metrics never wait behind them.
+        self._answers = ThreadPoolExecutor(STATUS_THREADS, thread_name_prefix="serving-answer")
+        self._cold_loads = ThreadPoolExecutor(ANSWER_THREADS, thread_name_prefix="serving-cold-load")
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._stopping = False
@@ -135,6 +145,9 @@ class ServingProcesses:
             running = [p.popen for p in self._processes if p.popen is not None and p.popen.poll() is None]
         for popen in running:
             _signal(popen, signal.SIGTERM)
+        # The processes keep their copies while they drain; once they close theirs, new connections are
+        # refused at once rather than wait in the backlog of a socket no one accepts on any more.
+        self._listening.close()
         deadline = time.monotonic() + timeout
         for popen in running:
             try:
@@ -146,6 +159,7 @@ class ServingProcesses:
         with self._lock:
             self._changed.notify_all()
         self._answers.shutdown(wait=False, cancel_futures=True)
+        self._cold_loads.shutdown(wait=False, cancel_futures=True)
 
     @property
     def all_started(self) -> bool:
@@ -201,7 +215,9 @@ class ServingProcesses:
         with self._lock:
             previous = self._manifest.get(key)
             self._manifest[key] = entry
-            targets = self._broadcast(Put(entry), loading=key)
+            targets = self._members()
+            for process in targets:
+                self._send_put(process, entry)
             self._wait(targets, key)
             failures = [(p, p.loaded[key][1]) for p in targets if p.member and _failed(p, key, entry.path)]
             if not failures:
@@ -210,32 +226,41 @@ class ServingProcesses:
                 self._manifest[key] = previous
             else:
                 del self._manifest[key]
-            loaded_it = [p for p in targets if p.member and key in p.loaded and not _failed(p, key, entry.path)]
-            for process in loaded_it:  # roll back: the version stays as it was in every process
-                self._send_to(process, Put(previous) if previous is not None else Drop(*key), key, previous is None)
-            self._wait(loaded_it, key)
+            # Roll back every process that holds or is loading this content (one that connected meanwhile
+            # got it in its snapshot), so the version stays as it was everywhere.
+            holding = [p for p in self._members() if _holds(p, key, entry.path)]
+            for process in holding:
+                if previous is not None:
+                    self._send_put(process, previous)
+                else:
+                    self._send_drop(process, key)
+            self._wait(holding, key)
         process, error = failures[0]
         raise ProcessLoadError(f"in serving process {process.number} (pid {process.pid}): {error}")
 
-    def drop(self, model: str, version: int) -> None:
-        """No process holds (model, version) once this returns (or the process is gone)."""
+    def drop(self, model: str, version: int, path: str | None = None) -> None:
+        """No process holds (model, version) once this returns (or the process is gone). With `path`,
+        only if that is still the manifest's content of it (not replaced by a newer one meanwhile)."""
         key = (model, version)
         with self._lock:
+            if path is not None and (key not in self._manifest or self._manifest[key].path != path):
+                return
             self._manifest.pop(key, None)
-            targets = self._broadcast(Drop(model, version), dropping=key)
+            targets = self._members()
+            for process in targets:
+                self._send_drop(process, key)
             self._wait(targets, key)
 
-    def _broadcast(self, message: Any, loading: Key | None = None, dropping: Key | None = None) -> list[_Process]:
-        targets = [p for p in self._processes if p.member]
-        for process in targets:
-            key = loading or dropping
-            assert key is not None
-            self._send_to(process, message, key, dropping is not None)
-        return targets
+    def _members(self) -> list[_Process]:
+        return [p for p in self._processes if p.member]
 
-    def _send_to(self, process: _Process, message: Any, key: Key, dropping: bool) -> None:
-        (process.dropping if dropping else process.loading).add(key)
-        self._send(process, message)
+    def _send_put(self, process: _Process, entry: Entry) -> None:
+        process.loading[(entry.model, entry.version)] = entry.path
+        self._send(process, Put(entry))
+
+    def _send_drop(self, process: _Process, key: Key) -> None:
+        process.dropping.add(key)
+        self._send(process, Drop(*key))
 
     def _wait(self, targets: list[_Process], key: Key) -> None:
         """Until every target that is still connected reported on `key` (called under the lock)."""
@@ -263,6 +288,8 @@ class ServingProcesses:
             return
         os.close(child_end)
         with self._lock:
+            if self._stopping:  # stop() listed the running processes before this one started
+                _signal(popen, signal.SIGTERM)
             process.popen, process.channel, process.pid = popen, channel, popen.pid
             process.state, process.restart = "starting", None  # its error stays until it serves: the last start's
         threading.Thread(
@@ -286,7 +313,9 @@ class ServingProcesses:
 
     def _handle(self, process: _Process, message: Any) -> None:
         if isinstance(message, Ask):
-            self._answers.submit(self._answer, process, message)
+            pool = self._cold_loads if message.what == "load" else self._answers
+            with contextlib.suppress(RuntimeError):  # stopping: the pools are shut
+                pool.submit(self._answer, process, message)
             return
         if isinstance(message, Touched):
             self.on_touched(message.entries)
@@ -295,19 +324,20 @@ class ServingProcesses:
         with self._lock:
             if isinstance(message, Hello):
                 process.member = True
-                process.loading = set(self._manifest)
+                process.loading = {key: entry.path for key, entry in self._manifest.items()}
                 self._send(process, Snapshot(tuple(self._manifest.values()), dict(self._latest)))
                 self._send(process, self._readiness)
             elif isinstance(message, Report):
                 key = (message.model, message.version)
                 process.loaded[key] = (message.path, message.error)
-                process.loading.discard(key)
+                if process.loading.get(key) == message.path:
+                    del process.loading[key]
             elif isinstance(message, Dropped):
                 key = (message.model, message.version)
                 process.loaded.pop(key, None)
                 process.dropping.discard(key)
             elif isinstance(message, Started):
-                process.state, process.failed_starts, process.error = "serving", 0, None
+                process.state, process.error, process.served_since = "serving", None, time.monotonic()
                 started = True
                 log.info("serving process %d (pid %s) serves", process.number, process.pid)
             self._changed.notify_all()
@@ -324,7 +354,9 @@ class ServingProcesses:
 
     def _ended(self, process: _Process, reason: str) -> None:
         with self._lock:
-            served, pid = process.state == "serving", process.pid
+            # A crash soon after it started serving counts as a failed start: no restart loop at full speed.
+            served = process.served_since is not None and time.monotonic() - process.served_since >= SERVED_LONG_ENOUGH
+            pid, process.served_since = process.pid, None
             process.member, process.state, process.error = False, "down", reason
             process.channel, process.popen = None, None
             process.loaded.clear()
@@ -344,6 +376,12 @@ class ServingProcesses:
             if self._stopping:
                 return
         self._spawn(process)
+
+
+def _holds(process: _Process, key: Key, path: str) -> bool:
+    """Whether the process holds, or is loading, that content of the version."""
+    held = process.loaded.get(key)
+    return process.loading.get(key) == path or (held is not None and held[0] == path and held[1] is None)
 
 
 def _failed(process: _Process, key: Key, path: str) -> bool:
@@ -386,8 +424,7 @@ class ProcessLoader:
 
     def unload(self, model: str, version: int, value: Any) -> None:
         entry: Entry = value
-        if self._processes.paths().get((model, version)) == entry.path:  # not replaced by a newer content
-            self._processes.drop(model, version)
+        self._processes.drop(model, version, entry.path)  # unless replaced by a newer content meanwhile
         if self._inner is not None:
             self._inner.unload(model, version, entry.value)
         model_logger(log, model, version).debug("every serving process dropped %s version %s", model, version)

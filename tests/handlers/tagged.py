@@ -80,7 +80,8 @@ class Handler:
 
     def handle_get(self, query_params):
         if query_params.get("modules"):  # which process answers, and whether it ever imported an AWS SDK
-            return {"pid": os.getpid(), "botocore": "botocore" in sys.modules}
+            limits = {name: os.environ.get(name) for name in ("RELOADER_PROCESS", "OMP_NUM_THREADS")}
+            return {"pid": os.getpid(), "botocore": "botocore" in sys.modules, **limits}
         if query_params.get("stats"):
             gc.collect()
             with self.lock:

@@ -137,6 +137,10 @@ def test_serving_processes_make_no_aws_calls_and_the_agent_makes_those_one_proce
             ]
             assert {m["pid"] for m in modules} == serving_pids(server)
             assert not any(m["botocore"] for m in modules), modules
+            # AND each knows its number, and got its share of the cores for BLAS / OpenMP threads
+            assert {m["RELOADER_PROCESS"] for m in modules} == {"1", "2"}
+            share = str(max(1, len(os.sched_getaffinity(0)) // 2))
+            assert {m["OMP_NUM_THREADS"] for m in modules} == {share}, modules
         server.stop()
     # THEN the agent of two processes made the LISTs and GETs one process made for the same reload
     assert calls[2] == calls[1], calls
