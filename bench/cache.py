@@ -222,6 +222,7 @@ def hit_cost(calls: int = 200_000) -> None:
     from agent.domain.index import ModelState, Served, VersionEntry
     from agent.domain.versions import ObjectInfo, VersionListing
     from agent.engine.cached_models import CachedModels
+    from agent.engine.hit_views import HitViews
     from agent.engine.index import Index
     from agent.engine.registry import Registry
     from agent.engine.residency import LruCache
@@ -231,7 +232,9 @@ def hit_cost(calls: int = 200_000) -> None:
         registry = Registry()
         index = Index(registry, 0.0)
         metrics = Metrics()
-        cache = LruCache(registry, ModelStore(Path(tempfile.gettempdir())), CacheSizes(100, 100), metrics)
+        views = HitViews(registry, index.get, metrics.cache_hits)  # wired as Agent wires it
+        index.listen(views.refresh)
+        cache = LruCache(registry, ModelStore(Path(tempfile.gettempdir())), CacheSizes(100, 100), metrics, None, views)
         listing = VersionListing(1, (ObjectInfo("model.pkl", 1, "e", 0.0),), "fp1", "1/")
         index.publish("m", ModelState({1: VersionEntry(listing, 0.0)}, listed=True))
         served = Served(1, "fp1", Path("/m/1"), object(), 0.0)

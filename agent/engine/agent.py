@@ -22,6 +22,7 @@ from agent.domain.routing import ModelSet
 from agent.domain.settings import ReloadingSettings
 from agent.domain.versions import CompletenessCheck
 from agent.engine.cached_models import CachedModels
+from agent.engine.hit_views import HitViews
 from agent.engine.index import Index
 from agent.engine.loaders import Loader
 from agent.engine.reconciler import Outcome, Reconciler
@@ -97,9 +98,11 @@ class Agent:
         self._lifecycle = lifecycle or CleanStore(store)
         # Multi-model caching: an LRU of entries in memory and folders on disk, filled by requests
         # (`lookup`); without it every loadable version is loaded and requests read the registry.
-        self.cache = (
-            LruCache(registry, store, cache, self.metrics, self._lifecycle.taken_over) if cache is not None else None
-        )
+        self.cache = None
+        if cache is not None:
+            views = HitViews(registry, self.index.get, self.metrics.cache_hits)
+            self.index.listen(views.refresh)  # a new value may move "latest"
+            self.cache = LruCache(registry, store, cache, self.metrics, self._lifecycle.taken_over, views)
         residency = self.cache or EveryVersion(registry, store)
         self.reconciler = Reconciler(
             models,

@@ -21,7 +21,6 @@ across I/O (folders are removed after it is released, through the store's retire
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import Protocol
 from agent.boundaries.store import Cancellable, ModelStore
 from agent.domain.caching import CacheSizes, eager_versions, victims
 from agent.domain.index import ModelState, Served
+from agent.engine.hit_views import HitViews
 from agent.engine.registry import Registry
 from agent.metrics import Metrics
 
@@ -133,8 +133,13 @@ class LruCache:
         sizes: CacheSizes,
         metrics: Metrics,
         taken_over: Callable[[str], Mapping[int, str]] | None = None,
+        views: HitViews | None = None,
     ) -> None:
         self._registry = registry
+        # What hits read (one lookup per request) and where they write each entry's last use; the LRU
+        # reads those uses when it chooses a victim. Without an index (unit tests) "latest" is never set.
+        self.views = views or HitViews(registry, lambda model: ModelState(), metrics.cache_hits)
+        registry.on_change = self.views.refresh
         # What a previous run left serving (TF Serving's loaded versions): loaded eagerly, so a restart
         # keeps the cache warm instead of dropping it (Lifecycle.taken_over).
         self._taken_over = taken_over or _nothing_taken_over
@@ -142,8 +147,7 @@ class LruCache:
         self.sizes = sizes
         self._metrics = metrics
         self._lock = threading.Lock()
-        self._clock = itertools.count(1)  # a use counter: the LRU order, not time
-        self._used: dict[Entry, int] = {}  # last get_model (or load) of each entry
+        self._stamp = metrics.cache_hits.stamp  # the LRU's clock: the hits' counter (hits tick it)
         self._folders: dict[Path, _Folder] = {}  # complete version folders on disk
         self._folder_used: dict[Path, int] = {}
         self._loading: dict[Entry, int] = {}  # entries being loaded (a count: a reload and a cold load may overlap)
@@ -155,8 +159,8 @@ class LruCache:
 
     # -- requests (any thread) ---------------------------------------------------------------
     def touch(self, model: str, version: int) -> None:
-        """A request used the entry: it becomes the most recently used (a dict write, no lock)."""
-        self._used[(model, version)] = next(self._clock)
+        """A request used the entry: it becomes the most recently used (one write, no lock)."""
+        self.views.touch(model, version)
 
     # -- the reconciler (the model's worker) --------------------------------------------------
     def eager(
@@ -190,14 +194,14 @@ class LruCache:
                     del self._retiring[path]
                     if path.is_dir():
                         self._folders[path] = folder
-                        self._folder_used[path] = next(self._clock)
+                        self._folder_used[path] = self._stamp()
             self._gauges()
 
     def installed(self, model: str, version: int, fingerprint: str, folder: Path) -> None:
         with self._lock:
             self._ever_cached.add(model)
             self._folders[folder] = _Folder(model, version, fingerprint)
-            self._folder_used[folder] = next(self._clock)
+            self._folder_used[folder] = self._stamp()
             in_memory = {path for path, f in self._folders.items() if (f.model, f.version) in self._resident_keys()}
             loading = {path for path, f in self._folders.items() if (f.model, f.version) in self._loading}
             evicted = victims(self._folder_used, self._folders, in_memory | loading | {folder}, self.sizes.disk)
@@ -214,15 +218,16 @@ class LruCache:
         evicted: list[tuple[str, Served]] = []
         with self._lock:
             self._ever_cached.add(model)
-            replaced = self._registry.swap_in(model, served)
-            self._used.setdefault(key, next(self._clock))
+            replaced = self._registry.swap_in(model, served)  # a new entry's slot is the most recent use
             if replaced is None:  # a new entry: make room (an in-place update takes the place it had)
                 keep = {key} | set(self._loading)
-                for victim_model, victim_version in victims(self._used, self._resident_keys(), keep, self.sizes.memory):
-                    old = self._registry.remove(victim_model, victim_version)
-                    self._used.pop((victim_model, victim_version), None)
+                used = self.views.last_used()
+                for victim in victims(used, self._resident_keys(), keep, self.sizes.memory):
+                    old = self._registry.remove(*victim)
                     if old is not None:
-                        evicted.append((victim_model, old))
+                        evicted.append((victim[0], old))
+                        if old.path in self._folders and victim in used:  # on disk, its last use is its last request
+                            self._folder_used[old.path] = used[victim]
             self._gauges()
         self._metrics.cache_evictions.labels("memory").inc(len(evicted))
         return Swapped(replaced, evicted)
@@ -249,10 +254,6 @@ class LruCache:
             stale_folders = [(path, self._folders[path]) for path in stale]
             for path in stale:
                 self._forget_folder(path)
-            # a copy: request threads may add a key meanwhile (touch writes without the lock)
-            gone = [key for key in list(self._used) if key[0] == model and key[1] not in fingerprints]
-            for key in gone:
-                self._used.pop(key, None)
             if stale:
                 self._gauges()
         for path, folder in stale_folders:
