@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from agent.boundaries.sources import ModelObjects
@@ -104,6 +105,10 @@ class Agent:
             self.index.listen(views.refresh)  # a new value may move "latest"
             self.cache = LruCache(registry, store, cache, self.metrics, self._lifecycle.taken_over, views)
         residency = self.cache or EveryVersion(registry, store)
+        # With caching, the loads of one model's reconcile (cold loads of several versions) run at once.
+        self._loads = (
+            ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="load") if cache is not None else None
+        )
         self.reconciler = Reconciler(
             models,
             objects,
@@ -116,9 +121,12 @@ class Agent:
             self.scheduler,
             completeness,
             residency,
+            self._loads,
         )
         self.workers: ModelWorkers[Outcome] = ModelWorkers(self.reconciler, self.scheduler, settings.workers)
         self.reconciler.on_wake = self.workers.at
+        self.reconciler.absorb = self.workers.absorb
+        self.workers.on_demand = self.reconciler.demand_arrived
         self.lookup: Lookup = registry
         if self.cache is not None:
             self.index.on_disk = self.cache.on_disk
@@ -170,6 +178,8 @@ class Agent:
             source.stop()
         self._periodic.stop()
         self.workers.stop()
+        if self._loads is not None:  # after the workers: no reconcile waits for a load any more
+            self._loads.shutdown(wait=True, cancel_futures=True)
         self.scheduler.stop()
 
     def _after_first_scan(self) -> None:

@@ -5,7 +5,10 @@ a reconcile that started after the request has finished. Requests for a model th
 while its reconcile is queued coalesce into it; requests arriving while it runs are served by
 one more run after it. Different models run on a shared pool and never wait for each other.
 `at(when, model)` requests a reconcile later (settle windows, retry backoff), through the
-scheduler. The pool is injected (s3transfer's pattern), so a test can run work on its own terms.
+scheduler. A running reconcile may take over the requests that only ask for versions (`absorb`):
+with caching, a cold request for version 2 while version 1 loads then loads beside it instead of
+waiting for the next run; the running reconcile completes their futures with its result.
+The pool is injected (s3transfer's pattern), so a test can run work on its own terms.
 """
 
 from __future__ import annotations
@@ -46,7 +49,10 @@ class ModelWorkers(Generic[Result]):
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending[Result]] = {}
         self._running: set[str] = set()
+        self._batches: dict[str, _Pending[Result]] = {}  # the requests each running reconcile answers
         self._stopped = False
+        # Told when a request that only asks for versions waits behind a running reconcile (absorb it).
+        self.on_demand: Callable[[str], None] = _nothing
 
     def request(self, model: str, request: Request | None = None) -> Future[Result]:
         future: Future[Result] = Future()
@@ -61,7 +67,28 @@ class ModelWorkers(Generic[Result]):
             self._running.add(model)
         if start:  # outside the lock: a serial pool (tests) runs the work right here
             self._pool.submit(self._drain, model)
+        elif request is not None and request.demand_only:
+            self.on_demand(model)
         return future
+
+    def absorb(self, model: str) -> frozenset[int]:
+        """Called by the model's running reconcile: take the queued requests that only ask for versions
+        into it (their futures get its result); return the versions they ask for."""
+        with self._lock:
+            pending = self._pending.get(model)
+            batch = self._batches.get(model)
+            if pending is None or batch is None:
+                return frozenset()
+            taken = [(r, f) for r, f in zip(pending.requests, pending.futures, strict=True) if r.demand_only]
+            if not taken:
+                return frozenset()
+            kept = [(r, f) for r, f in zip(pending.requests, pending.futures, strict=True) if not r.demand_only]
+            if kept:
+                pending.requests, pending.futures = [r for r, _ in kept], [f for _, f in kept]
+            else:
+                del self._pending[model]
+            batch.futures.extend(f for _, f in taken)
+        return frozenset().union(*(request.demand for request, _ in taken))
 
     def at(self, when: float, model: str) -> None:
         """Reconcile `model` at the scheduler's time `when` (seconds since the epoch)."""
@@ -86,12 +113,23 @@ class ModelWorkers(Generic[Result]):
                 if pending is None or self._stopped:
                     self._running.discard(model)
                     return
+                self._batches[model] = pending
             try:
                 result = self._work(model, merge(pending.requests))
             except BaseException as error:  # the work reports its own errors; this is a bug
                 model_logger(log, model).exception("reconcile of %s crashed", model)
-                for future in pending.futures:
+                for future in self._answered(model):
                     future.set_exception(error)
             else:
-                for future in pending.futures:
+                for future in self._answered(model):
                     future.set_result(result)
+
+    def _answered(self, model: str) -> list[Future[Result]]:
+        """The futures the reconcile that just ended answers: its own and those it absorbed."""
+        with self._lock:
+            batch = self._batches.pop(model)
+            return list(batch.futures)
+
+
+def _nothing(model: str) -> None:
+    pass

@@ -267,3 +267,27 @@ def test_a_new_version_of_a_cached_model_loads_before_latest_moves_to_it(serve, 
     wait_until(lambda: server.version("m")["latest"] == 2, what="latest moves to 2")
     assert prediction(server, model="m") == 2.0
     assert stats(server)["loads"]["m"] == 2
+
+
+def test_two_versions_of_one_model_cold_load_at_the_same_time(serve, s3_client, bucket):
+    # GIVEN one model with versions 1 and 2, each taking 2 s to load, neither in memory
+    models = Models(s3_client, bucket)
+    for version in (1, 2):
+        models.put_version("zoo/m", version, tag=float(version), extra={"SLOW": b"2"})
+    server = serve.start(serve.spec(api_spec(cached({"dir": f"s3://{bucket}/zoo"}, 2, 2), threads_per_process=4)))
+    answers: dict[int, float] = {}
+
+    def ask(version: int) -> None:
+        answers[version] = prediction(server, model="m", version=version)
+
+    # WHEN requests for version 1 and version 2 arrive together
+    threads = [threading.Thread(target=ask, args=(version,)) for version in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # THEN each answers from its own version
+    assert answers == {1: 1.0, 2: 2.0}
+    # AND the two load_model calls ran at the same time (the second did not wait for the first's end)
+    assert stats(server)["loads"]["m"] == 2
+    assert stats(server)["overlap"]["m"] == 2
