@@ -102,7 +102,8 @@ class Metrics:
         )
         self.cache_evictions = Counter(
             "reloader_cache_evictions_total",
-            "Entries evicted by the LRU: from memory (cache_size) or folders from disk (disk_cache_size).",
+            "Entries evicted by the LRU: from memory (cache_size), folders from disk (disk_cache_size), or retiring "
+            "folders removed before retire_after (at most disk_cache_size retire at once).",
             ["where"],
             registry=r,
         )

@@ -21,6 +21,7 @@ across I/O (folders are removed after it is released, through the store's retire
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from agent.engine.registry import Registry
 from agent.metrics import Metrics
 
 Entry = tuple[str, int]  # (model, version)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -297,7 +300,9 @@ class LruCache:
         self._retiring_gauge.set(len(self._retiring))
 
     def _retire(self, path: Path, folder: _Folder | None) -> None:
-        """Outside the lock: the store may remove the folder right here (retire_after 0)."""
+        """Outside the lock: the store may remove the folder right here (retire_after 0). At most
+        `sizes.disk` folders retire at once: past that the oldest retiring one goes now, having had the
+        longest time for the requests that read it to finish."""
         if folder is None:
             self._store.retire(path)
             return
@@ -305,9 +310,24 @@ class LruCache:
             self._retiring[path] = (folder, None)
             self._gauges()
         pending = self._store.retire(path, on_removed=lambda: self._removed(path))
+        early: list[Path] = []
         with self._lock:
             if pending is not None and path in self._retiring:
                 self._retiring[path] = (folder, pending)
+            excess = len(self._retiring) - self.sizes.disk
+            for oldest, (_, scheduled) in list(self._retiring.items()):  # in the order they began retiring
+                if excess <= 0:
+                    break
+                if scheduled is not None:
+                    scheduled.cancel()
+                    del self._retiring[oldest]
+                    early.append(oldest)
+                    excess -= 1
+            self._gauges()
+        for oldest in early:
+            log.info("removing %s before retire_after: at most %d folders retire at once", oldest, self.sizes.disk)
+            self._store.remove(oldest)
+            self._metrics.cache_evictions.labels("retiring").inc()
 
     def _removed(self, path: Path) -> None:
         with self._lock:

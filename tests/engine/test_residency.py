@@ -88,3 +88,18 @@ def test_a_retiring_folder_a_new_load_needs_is_kept(tmp_path):
     scheduler.run_due()
     assert a.is_dir() and b.is_dir()
     assert cache.counts()["retiring"] == 0
+
+
+def test_at_most_disk_cache_size_folders_retire_at_once(tmp_path):
+    # GIVEN a disk of 2 folders whose evicted folders retire for 30 s
+    _, store, cache, scheduler, clock = make(tmp_path, 1, 2, retire_after=30)
+    # WHEN 6 folders are written in turn (4 evicted from disk, each starting to retire)
+    paths = [installed(store, cache, f"m{number}") for number in range(6)]
+    # THEN only 2 retire: the oldest retiring ones went at once, the newest wait for retire_after
+    assert cache.counts() == {"memory": 0, "disk": 2, "loading": 0, "retiring": 2}
+    assert [path.is_dir() for path in paths] == [False, False, True, True, True, True]
+    # AND those still retiring go after retire_after
+    clock.advance(31)
+    scheduler.run_due()
+    assert [path.is_dir() for path in paths] == [False, False, False, False, True, True]
+    assert cache.counts()["retiring"] == 0
