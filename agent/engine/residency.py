@@ -21,14 +21,17 @@ across I/O (folders are removed after it is released, through the store's retire
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from agent.boundaries.store import Cancellable, ModelStore
+from agent.boundaries.store import FINGERPRINT_PREFIX, Cancellable, ModelStore
 from agent.domain.caching import CacheSizes, eager_versions, victims
 from agent.domain.index import ModelState, Served
 from agent.engine.hit_views import HitViews
@@ -124,6 +127,20 @@ class _Folder:
     fingerprint: str
 
 
+@dataclass(frozen=True)
+class _Left:
+    """A complete version folder a previous run left (`<version>-<fingerprint prefix>`), not adopted yet."""
+
+    version: int
+    fingerprint_prefix: str
+    path: Path
+    last_use: int  # its mtime in ns: set at its load and when it left memory (see `_stamp_folders`)
+
+
+# Adopted folders' last uses: below every use of this run, in the order of the previous run's (mtimes).
+_BEFORE_THIS_RUN = 2**63
+
+
 class LruCache:
     """At most `sizes.memory` entries in memory and `sizes.disk` folders on disk, evicted LRU at insertion."""
 
@@ -156,6 +173,8 @@ class LruCache:
         self._loading: dict[Entry, int] = {}  # entries being loaded (a count: a reload and a cold load may overlap)
         self._retiring: dict[Path, tuple[_Folder, Cancellable | None]] = {}  # evicted, removal pending
         self._ever_cached: set[str] = set()  # models that had a folder or an entry (only they can go stale)
+        self._left: dict[str, list[_Left]] = {}  # folders a previous run left, per model, until its first listing
+        self._last_mtime = 0
         self._in_memory_gauge = metrics.cache_entries.labels("memory")
         self._on_disk_gauge = metrics.cache_entries.labels("disk")
         self._retiring_gauge = metrics.cache_entries.labels("retiring")
@@ -201,17 +220,27 @@ class LruCache:
             self._gauges()
 
     def installed(self, model: str, version: int, fingerprint: str, folder: Path) -> None:
+        self._stamp_folders([folder])  # its last use, on disk: a restart adopts folders in this order
         with self._lock:
             self._ever_cached.add(model)
             self._folders[folder] = _Folder(model, version, fingerprint)
             self._folder_used[folder] = self._stamp()
-            in_memory = {path for path, f in self._folders.items() if (f.model, f.version) in self._resident_keys()}
-            loading = {path for path, f in self._folders.items() if (f.model, f.version) in self._loading}
-            evicted = victims(self._folder_used, self._folders, in_memory | loading | {folder}, self.sizes.disk)
-            retiring = [(path, self._folders[path]) for path in evicted]
-            for path in evicted:
-                self._forget_folder(path)
-            self._gauges()
+            retiring = self._over_disk_size({folder})
+        self._evict_from_disk(retiring)
+
+    def _over_disk_size(self, keep: set[Path]) -> list[tuple[Path, _Folder]]:
+        """Inside the lock: forget the folders beyond `disk_cache_size`, least recently used first, among
+        those whose entry is neither in memory nor loading; return them (they are retired after the lock)."""
+        in_memory = {path for path, f in self._folders.items() if (f.model, f.version) in self._resident_keys()}
+        loading = {path for path, f in self._folders.items() if (f.model, f.version) in self._loading}
+        evicted = victims(self._folder_used, self._folders, in_memory | loading | keep, self.sizes.disk)
+        retiring = [(path, self._folders[path]) for path in evicted]
+        for path in evicted:
+            self._forget_folder(path)
+        self._gauges()
+        return retiring
+
+    def _evict_from_disk(self, retiring: list[tuple[Path, _Folder]]) -> None:
         for path, record in retiring:
             self._metrics.cache_evictions.labels("disk").inc()
             self._retire(path, record)
@@ -233,6 +262,9 @@ class LruCache:
                             self._folder_used[old.path] = used[victim]
             self._gauges()
         self._metrics.cache_evictions.labels("memory").inc(len(evicted))
+        # LRU evicts in the order of last use, so the moment an entry leaves memory orders its folder
+        # among those on disk (a restart reads that order from the mtimes).
+        self._stamp_folders([old.path for _, old in evicted])
         return Swapped(replaced, evicted)
 
     def retire(self, folder: Path) -> None:
@@ -243,6 +275,8 @@ class LruCache:
         self._retire(folder, known)
 
     def observed(self, model: str, state: ModelState) -> None:
+        if self._left:
+            self._adopt(model, state)
         if model not in self._ever_cached:  # most models of a large `dir`: nothing of theirs to forget
             return
         fingerprints = state.fingerprints()
@@ -267,6 +301,64 @@ class LruCache:
             self._forget_folder(folder)
             self._gauges()
         self._store.remove(folder)
+
+    # -- a restart (the Python handler's store outlives the process when model_dir is set) -------
+    def left_by_previous_run(self, folder: Path) -> bool:
+        """Before the first scan (CleanStore.keep): whether to keep a folder a previous run left. A
+        complete version folder is kept until its model's first listing, which adopts it as on disk if S3
+        still holds that content, or removes it (`after_first_scan` removes those of models not listed)."""
+        version, _, prefix = folder.name.partition("-")
+        if not version.isdigit() or len(prefix) != FINGERPRINT_PREFIX or not folder.is_dir():
+            return False
+        left = _Left(int(version), prefix, folder, folder.stat().st_mtime_ns)
+        with self._lock:
+            self._left.setdefault(folder.parent.name, []).append(left)
+        return True
+
+    def after_first_scan(self) -> None:
+        """The folders left by a previous run that no listing adopted (their model is gone): removed."""
+        with self._lock:
+            left, self._left = self._left, {}
+        for folders in left.values():
+            for item in folders:
+                self._store.remove(item.path)
+
+    def remember_order(self) -> None:
+        """At stop: the folders of the entries in memory get mtimes in their LRU order, after every
+        folder that left memory, so the next run adopts them in the order of their last use."""
+        used = self.views.last_used()
+        entries = sorted(used, key=used.__getitem__)
+        paths = [self._registry.loaded(model)[version].path for model, version in entries
+                 if version in self._registry.loaded(model)]
+        self._stamp_folders(paths)
+
+    def _adopt(self, model: str, state: ModelState) -> None:
+        with self._lock:
+            left = self._left.pop(model, [])
+            adopted, stale = [], []
+            for item in left:
+                entry = state.versions.get(item.version)
+                matches = entry is not None and entry.listing.incomplete is None
+                if matches and entry is not None and entry.fingerprint.startswith(item.fingerprint_prefix):
+                    self._folders[item.path] = _Folder(model, item.version, entry.fingerprint)
+                    self._folder_used[item.path] = item.last_use - _BEFORE_THIS_RUN
+                    self._ever_cached.add(model)
+                    adopted.append(item.path)
+                else:
+                    stale.append(item.path)
+            retiring = self._over_disk_size(set()) if adopted else []
+        for path in stale:
+            self._store.remove(path)
+        if adopted:
+            log.info("adopted %d folder(s) of %s left on disk by the previous run", len(adopted), model)
+        self._evict_from_disk(retiring)
+
+    def _stamp_folders(self, paths: list[Path]) -> None:
+        """Set the folders' mtimes to now, strictly increasing in the order given (outside the lock)."""
+        for path in paths:
+            self._last_mtime = stamp = max(time.time_ns(), self._last_mtime + 1)
+            with contextlib.suppress(OSError):  # removed meanwhile
+                os.utime(path, ns=(stamp, stamp))
 
     # -- views (any thread) ------------------------------------------------------------------
     def on_disk(self) -> dict[str, set[int]]:

@@ -103,3 +103,28 @@ def test_at_most_disk_cache_size_folders_retire_at_once(tmp_path):
     scheduler.run_due()
     assert [path.is_dir() for path in paths] == [False, False, False, False, True, True]
     assert cache.counts()["retiring"] == 0
+
+
+def test_folders_left_by_a_previous_run_are_adopted_only_if_s3_still_holds_their_content(tmp_path):
+    from agent.domain.index import ModelState, VersionEntry
+    from agent.domain.versions import ObjectInfo, VersionListing
+
+    # GIVEN folders a previous run left: a and b's version 1, a model gone from S3, a partial download
+    _, store, cache, _, _ = make(tmp_path, 1, 3)
+    kept = {name: store.folder(name, 1, f"{name:0<64}") for name in ("a", "b", "gone")}
+    for folder in kept.values():
+        folder.mkdir(parents=True)
+    partial = tmp_path / "a" / ".partial-1-x"
+    partial.mkdir()
+    # WHEN the store is cleaned for the new run, keeping what the cache may adopt
+    store.clean(cache.left_by_previous_run)
+    assert not partial.exists() and all(folder.is_dir() for folder in kept.values())
+    # AND the first listing shows a unchanged and b changed in place
+    objects = (ObjectInfo("model.pkl", 1, "e", 0.0),)
+    for name, fingerprint in (("a", f"{'a':0<64}"), ("b", "another content")):
+        listing = VersionListing(1, objects, fingerprint, "1/")
+        cache.observed(name, ModelState({1: VersionEntry(listing, 0.0)}, listed=True))
+    cache.after_first_scan()
+    # THEN a is on disk, b's stale folder and the gone model's are removed
+    assert cache.on_disk() == {"a": {1}}
+    assert kept["a"].is_dir() and not kept["b"].exists() and not kept["gone"].exists()
