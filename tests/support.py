@@ -148,6 +148,7 @@ class ServeFactory:
         command_name: str = "serve",
         grpc: bool = False,
         hide: tuple[str, ...] = (),
+        ready_interval: float = 0.2,
     ) -> Server:
         """Run `reloader serve` (or `command_name`, e.g. "agent") and wait until it is ready.
 
@@ -180,7 +181,7 @@ class ServeFactory:
             return httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200
 
         if wait_ready:
-            wait_until(ready, timeout=ready_timeout, interval=0.2, what="readyz")
+            wait_until(ready, timeout=ready_timeout, interval=ready_interval, what="readyz")
         return server
 
     def stop_all(self) -> None:

@@ -124,7 +124,7 @@ class Reconciler:
         fingerprints = {v: served.fingerprint for v, served in loaded.items()}
         eager = self._residency.eager(model, state, fingerprints, request.demand)
         planned = plan(state, fingerprints, now, self._settle, eager)
-        self._index.publish(model, replace(state, loading=planned.loads))
+        self._publish_loading(model, state, planned.loads)
         assert source is not None or not planned.loads
         location = source.location if source else None
         demand = set(request.demand)  # grows with the requests a concurrent run absorbs
@@ -137,7 +137,12 @@ class Reconciler:
         if now_loaded or loaded:  # with caching most models have nothing loaded: no series for them
             self._metrics.versions_loaded.labels(model).set(len(now_loaded))
         served = {v: now_loaded[v] for v in demand if v in now_loaded}
-        return replace(_outcome(model, planned, results), served=served)
+        return _outcome(model, results, served)
+
+    def _publish_loading(self, model: str, state: ModelState, loads: frozenset[int]) -> None:
+        """`/models` says `loading` while they run (without loads the value is published once, at the end)."""
+        if loads:
+            self._index.publish(model, replace(state, loading=loads))
 
     def demand_arrived(self, model: str) -> None:
         """A request for a version waits behind this model's running reconcile (ModelWorkers.on_demand)."""
@@ -155,7 +160,7 @@ class Reconciler:
         demand: set[int],
         timeline: _Timeline | None,
     ) -> list[Result]:
-        if self._loads is None:  # one after the other, on this thread
+        if self._loads is None or not planned.loads:  # one after the other, on this thread
             return [
                 self._act(model, state, action, location, action.version in demand, timeline)
                 for action in planned.actions
@@ -207,7 +212,7 @@ class Reconciler:
                 for load in fresh:
                     start(load)
                 if fresh:
-                    self._index.publish(model, replace(state, loading=frozenset(started)))
+                    self._publish_loading(model, state, frozenset(started))
         finally:
             with self._signals_lock:
                 self._signals.pop(model, None)
@@ -386,11 +391,14 @@ def _version_location(location: Location, listing: VersionListing) -> Location:
     return location.child(listing.prefix.rstrip("/")) if listing.prefix else location
 
 
-def _outcome(model: str, planned: Plan, results: list[Result]) -> Outcome:
+def _outcome(model: str, results: list[Result], served: Mapping[int, Served]) -> Outcome:
+    if not results:
+        return Outcome(model, served=served)
     failures = [result for result in results if isinstance(result, Failed)]
     return Outcome(
         model,
         changed=any(not isinstance(result, Failed) for result in results),
         error=failures[0].error if failures else None,
         temporary=any(failure.temporary for failure in failures),
+        served=served,
     )

@@ -66,11 +66,14 @@ class Scanner:
         futures: list[Future[Outcome]] = []
         grouped: dict[str, list[ObjectInfo]] = {}
         seen: set[str] = set()
+        named, valid = "", False  # the last name checked: a model's keys are contiguous
         try:
             for page in self._objects.pages(directory):
                 for obj in page:
                     name, _, rest = obj.key.partition("/")
-                    if rest and is_model_name(name):
+                    if name != named:
+                        named, valid = name, is_model_name(name)
+                    if rest and valid:
                         grouped.setdefault(name, []).append(ObjectInfo(rest, obj.size, obj.etag, obj.last_modified))
                         seen.add(name)
                 if streaming and page:
