@@ -90,7 +90,7 @@ class CacheBench:
         reloading = {"ready_marker": MARKER, "interval": 3600, "settle": None}
         spec = self.serve.spec(api_spec(models, name="bench", reloading=reloading), name=f"{bucket}-{memory}.yaml")
         started = time.monotonic()
-        server = self.serve.start(spec, ready_timeout=1800, ready_interval=0.01)  # start -> ready to 10 ms
+        server = self.serve.start(spec, ready_timeout=1800, ready_interval=0.02)  # start -> ready to 20 ms
         return server, time.monotonic() - started
 
     # -- 1. start-up -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -45,6 +45,7 @@ class ModelWorkers(Generic[Result]):
     ) -> None:
         self._work = work
         self._scheduler = scheduler
+        self._max_workers = max_workers
         self._pool = pool or ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="reconcile")
         self._lock = threading.Lock()
         self._pending: dict[str, _Pending[Result]] = {}
@@ -70,6 +71,34 @@ class ModelWorkers(Generic[Result]):
         elif request is not None and request.demand_only:
             self.on_demand(model)
         return future
+
+    def request_many(self, requests: Sequence[tuple[str, Request]]) -> list[Future[Result]]:
+        """`request` for many models at once (a scan's page): one lock, and the models to start are handed
+        to the pool in chunks, each drained in turn on one thread (a pool task per model cost more CPU than
+        a reconcile with nothing to load). Chunks are small enough (4 per worker) to keep the pool busy."""
+        futures: list[Future[Result]] = []
+        starting: list[str] = []
+        with self._lock:
+            for model, request in requests:
+                future: Future[Result] = Future()
+                futures.append(future)
+                if self._stopped:
+                    future.cancel()
+                    continue
+                pending = self._pending.setdefault(model, _Pending())
+                pending.requests.append(request)
+                pending.futures.append(future)
+                if model not in self._running:
+                    self._running.add(model)
+                    starting.append(model)
+        size = max(1, -(-len(starting) // (4 * self._max_workers)))
+        for first in range(0, len(starting), size):  # outside the lock, as in `request`
+            self._pool.submit(self._drain_each, starting[first : first + size])
+        return futures
+
+    def _drain_each(self, models: list[str]) -> None:
+        for model in models:
+            self._drain(model)
 
     def absorb(self, model: str) -> frozenset[int]:
         """Called by the model's running reconcile: take the queued requests that only ask for versions
