@@ -21,7 +21,7 @@ pytestmark = pytest.mark.localstack
 
 # The kinds docs/architecture.md names; `ThreadPoolExecutor` is s3transfer's download pool (one
 # TransferManager is kept for every download, so its threads are made once), `s3-get` our plain GETs' pool,
-# `load` the caching's load pool (none here: no cache).
+# `load` the caching's load pool (none here: no cache), `s3-list` the LIST pages asked ahead (none for one page).
 DOCUMENTED = {
     "MainThread",
     "scheduler",
@@ -32,6 +32,7 @@ DOCUMENTED = {
     "sqs-ack",
     "ThreadPoolExecutor",
     "s3-get",
+    "s3-list",
 }
 
 
