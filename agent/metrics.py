@@ -110,7 +110,8 @@ class Metrics:
         )
         self.cache_evictions = Counter(
             "reloader_cache_evictions_total",
-            "Entries evicted by the LRU: from memory (cache_size) or folders from disk (disk_cache_size).",
+            "Entries evicted by the LRU: from memory (cache_size), folders from disk (disk_cache_size), or retiring "
+            "folders removed before retire_after (at most disk_cache_size retire at once).",
             ["where"],
             registry=r,
         )
@@ -192,11 +193,16 @@ class FastCounter:
 
     def __init__(self) -> None:
         self._counter = itertools.count()
-        self._reads = 0  # each read consumes one step of the counter
+        self._reads = 0  # each read (and stamp) consumes one step of the counter
         self._lock = threading.Lock()
+        # Returns the step it took: the cache's hit counter is also its LRU clock (agent.engine.hit_views).
+        self.inc: Callable[[], int] = self._counter.__next__
 
-    def inc(self) -> None:
-        next(self._counter)
+    def stamp(self) -> int:
+        """The clock's next step, not counted: a time on the same clock as the `inc()`s."""
+        with self._lock:
+            self._reads += 1
+            return next(self._counter)
 
     @property
     def value(self) -> int:

@@ -148,6 +148,7 @@ class ServeFactory:
         command_name: str = "serve",
         grpc: bool = False,
         hide: tuple[str, ...] = (),
+        ready_interval: float = 0.2,
     ) -> Server:
         """Run `reloader serve` (or `command_name`, e.g. "agent") and wait until it is ready.
 
@@ -174,13 +175,15 @@ class ServeFactory:
         server = Server(process, f"http://127.0.0.1:{http_port}", log_path, f"127.0.0.1:{port}" if grpc else None)
         self.servers.append(server)
 
-        def ready() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"reloader serve exited with {process.returncode}:\n{server.log()}")
-            return httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200
-
         if wait_ready:
-            wait_until(ready, timeout=ready_timeout, interval=0.2, what="readyz")
+            with httpx.Client(timeout=2) as client:  # one client: a new one per poll costs more CPU than the poll
+
+                def ready() -> bool:
+                    if process.poll() is not None:
+                        raise AssertionError(f"reloader serve exited with {process.returncode}:\n{server.log()}")
+                    return client.get(f"{server.url}/readyz").status_code == 200
+
+                wait_until(ready, timeout=ready_timeout, interval=ready_interval, what="readyz")
         return server
 
     def stop_all(self) -> None:

@@ -6,8 +6,10 @@ download lands inside its destination folder or is refused.
 
 from __future__ import annotations
 
+import html
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from agent.domain.locations import S3Location
 from agent.domain.versions import ObjectInfo, Page, unsafe_key_reason
 
 CHUNK = 1024 * 1024  # bytes written at a time by a plain GET
+_TOKEN_OPEN = b"<NextContinuationToken>"
 
 
 class S3:
@@ -41,6 +44,10 @@ class S3:
         self._downloads = TransferManager(client, config)
         self._multipart_threshold = multipart_threshold  # objects below it: one plain GET each
         self._gets = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="s3-get")  # made once, lazily
+        # A LIST's next page is asked for while this one is parsed (see `pages`): two threads, made on first use.
+        self._lists = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s3-list")
+        self._listing = threading.local()  # on the thread of a LIST call: where to send the next page's request
+        client.meta.events.register("before-parse.s3.ListObjectsV2", self._ask_next_page)
         # Every GET of a download carries IfMatch with the ETag we listed: an object replaced since the
         # listing fails with 412 instead of mixing old and new files into one version.
         self._expected_etags: dict[tuple[str, str], str] = {}
@@ -51,6 +58,7 @@ class S3:
     def close(self) -> None:
         self._downloads.shutdown()
         self._gets.shutdown()
+        self._lists.shutdown()
 
     def list(self, location: S3Location) -> list[ObjectInfo]:
         """Every object under the location, keys relative to it."""
@@ -58,20 +66,52 @@ class S3:
 
     def pages(self, location: S3Location) -> Iterator[Page]:
         """The objects under the location page by page (keys relative to it, in S3's key order), so a
-        caller can act on one page while the next is listed."""
+        caller can act on one page while the next is listed.
+
+        Pipelined: a truncated page's continuation token is in its raw answer before botocore parses
+        it (about 30 ms of CPU for 1,000 keys), so the request for page k+1 is sent then, from another
+        thread, and S3 prepares it while page k is parsed here. The parsed token is checked against the
+        one that request used; should they differ, the next page is asked for again."""
         prefix = location.key_prefix
         with translated(f"listing {location}"):
-            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=prefix)
-            for page in pages:
-                yield [
-                    ObjectInfo(
-                        key=item["Key"][len(prefix) :],
-                        size=int(item["Size"]),
-                        etag=str(item.get("ETag", "")).strip('"'),
-                        last_modified=item["LastModified"].timestamp(),
-                    )
-                    for item in page.get("Contents", ())
-                ]
+            response, following = self._list_page(location.bucket, prefix, None)
+            while True:
+                yield _objects(response, prefix)
+                token = response.get("NextContinuationToken")
+                if not response.get("IsTruncated") or not token:
+                    return
+                if following is None or following[0] != token:  # not asked ahead, or with another token
+                    following = (token, self._lists.submit(self._list_page, location.bucket, prefix, token))
+                response, following = following[1].result()
+
+    def _list_page(
+        self, bucket: str, prefix: str, token: str | None
+    ) -> tuple[dict[str, Any], tuple[str, Future[Any]] | None]:
+        """One page, and the request for the next one if `_ask_next_page` sent it while this one was parsed."""
+        asked: list[tuple[str, Future[Any]]] = []
+
+        def next_page(following: str) -> None:
+            asked.append((following, self._lists.submit(self._list_page, bucket, prefix, following)))
+
+        self._listing.next_page = next_page
+        try:
+            arguments = {"Bucket": bucket, "Prefix": prefix, **({"ContinuationToken": token} if token else {})}
+            response = self._client.list_objects_v2(**arguments)
+        finally:
+            self._listing.next_page = None
+        return response, asked[0] if asked else None
+
+    def _ask_next_page(self, response_dict: dict[str, Any] | None = None, **_: Any) -> None:
+        """botocore's before-parse hook of ListObjectsV2: a truncated page's continuation token, from the raw XML."""
+        next_page = getattr(self._listing, "next_page", None)
+        body = (response_dict or {}).get("body")
+        if next_page is None or not isinstance(body, bytes):
+            return
+        start = body.find(_TOKEN_OPEN)
+        end = body.find(b"</NextContinuationToken>", start)
+        if start >= 0 and end > start:
+            self._listing.next_page = None  # once per page
+            next_page(html.unescape(body[start + len(_TOKEN_OPEN) : end].decode()))
 
     def download(self, location: S3Location, objects: Iterable[ObjectInfo], destination: Path) -> None:
         """Download objects (keys relative to `location`) into `destination`, in parallel.
@@ -140,6 +180,18 @@ class S3:
     def delete(self, bucket: str, key: str) -> None:
         with translated(f"deleting s3://{bucket}/{key}"):
             self._client.delete_object(Bucket=bucket, Key=key)
+
+
+def _objects(page: dict[str, Any], prefix: str) -> Page:
+    return [
+        ObjectInfo(
+            key=item["Key"][len(prefix) :],
+            size=int(item["Size"]),
+            etag=str(item.get("ETag", "")).strip('"'),
+            last_modified=item["LastModified"].timestamp(),
+        )
+        for item in page.get("Contents", ())
+    ]
 
 
 def safe_path(destination: Path, key: str) -> Path:

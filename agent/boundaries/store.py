@@ -47,8 +47,11 @@ class Cancellable(Protocol):
 Later = Callable[[float, Callable[[], None]], Cancellable]
 
 
+FINGERPRINT_PREFIX = 12  # characters of the fingerprint in a folder's name
+
+
 def version_and_fingerprint(model: str, version: int, fingerprint: str) -> str:
-    return f"{version}-{fingerprint[:12]}"
+    return f"{version}-{fingerprint[:FINGERPRINT_PREFIX]}"
 
 
 class InternalVersions:

@@ -174,14 +174,23 @@ def record(state: ModelState, planned: Plan, results: Sequence[Result], now: flo
         if isinstance(result, Loaded) and entry is not None:
             entries[result.version] = replace(entry, failure=None, announced_at=None)
     state = replace(state, versions=entries, last_reload=last_reload, loading=frozenset(), settling=planned.settling)
-    if planned.wake_at is None and not retries:  # nothing waits any more: what the events announced is done
+    if planned.wake_at is None and not retries and _announced(state):  # nothing waits: the events are served
         state = replace(
             state,
-            versions={v: replace(e, announced_at=None) for v, e in state.versions.items()},
+            versions={v: e if e.announced_at is None else replace(e, announced_at=None) for v, e in entries.items()},
             announced_at=None,
             unlisted_events={},
         )
     return Recorded(state, min([*retries, *([planned.wake_at] if planned.wake_at is not None else [])], default=None))
+
+
+def _announced(state: ModelState) -> bool:
+    """Whether an event's time waits in the value (most reconciles of a scan have none: nothing to clear)."""
+    return (
+        state.announced_at is not None
+        or bool(state.unlisted_events)
+        or any(entry.announced_at is not None for entry in state.versions.values())
+    )
 
 
 def _failure(entry: VersionEntry, result: Failed, now: float, backoff: Backoff) -> Failure:

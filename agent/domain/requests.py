@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from agent.domain.events import ObjectEvent
 from agent.domain.routing import ModelSet
 from agent.domain.versions import ObjectInfo, version_of_key
+
+if TYPE_CHECKING:  # an annotation only: Powertools' models load with the SQS consumer, not in poll mode
+    from agent.domain.events import ObjectEvent
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class Request:
 def merge(requests: Sequence[Request]) -> Request:
     """One request that serves all: re-list unless every one brought a listing (or only asks for versions
     the index knows); earliest event time; every version asked for."""
+    if len(requests) == 1:  # the common case: nothing to merge
+        return requests[0]
     demand = frozenset().union(*(r.demand for r in requests))
     looks = [r for r in requests if not r.demand_only]
     if not looks:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Protocol
 
 from agent.boundaries.sources import ModelObjects
@@ -22,6 +24,7 @@ from agent.domain.routing import ModelSet
 from agent.domain.settings import ReloadingSettings
 from agent.domain.versions import CompletenessCheck
 from agent.engine.cached_models import CachedModels
+from agent.engine.hit_views import HitViews
 from agent.engine.index import Index
 from agent.engine.loaders import Loader
 from agent.engine.reconciler import Outcome, Reconciler
@@ -54,15 +57,24 @@ class Lifecycle(Protocol):
         """Versions (-> fingerprint) a previous run left serving and this one took over, until the first
         scan's end: with caching they stay in the cache instead of starting cold."""
 
+    def keep(self, folders: Callable[[Path], bool]) -> None:
+        """With caching: before the first scan, keep the folders a previous run left that `folders`
+        claims (the cache adopts them once their model is listed)."""
+
 
 class CleanStore:
-    """The Python handler's lifecycle: nothing is loaded at start, so what a previous run left is stale."""
+    """The Python handler's lifecycle: nothing is loaded at start, so what a previous run left is stale,
+    except, with caching, the version folders the cache may adopt (LruCache.left_by_previous_run)."""
 
     def __init__(self, store: ModelStore) -> None:
         self._store = store
+        self._keep: Callable[[Path], bool] = _keep_nothing
+
+    def keep(self, folders: Callable[[Path], bool]) -> None:
+        self._keep = folders
 
     def before_first_scan(self) -> None:
-        self._store.clean()
+        self._store.clean(self._keep)
 
     def after_first_scan(self) -> None:
         pass
@@ -97,10 +109,17 @@ class Agent:
         self._lifecycle = lifecycle or CleanStore(store)
         # Multi-model caching: an LRU of entries in memory and folders on disk, filled by requests
         # (`lookup`); without it every loadable version is loaded and requests read the registry.
-        self.cache = (
-            LruCache(registry, store, cache, self.metrics, self._lifecycle.taken_over) if cache is not None else None
-        )
+        self.cache = None
+        if cache is not None:
+            views = HitViews(registry, self.index.get, self.metrics.cache_hits)
+            self.index.listen(views.refresh)  # a new value may move "latest"
+            self.cache = LruCache(registry, store, cache, self.metrics, self._lifecycle.taken_over, views)
+            self._lifecycle.keep(self.cache.left_by_previous_run)  # a restart keeps the disk cache
         residency = self.cache or EveryVersion(registry, store)
+        # With caching, the loads of one model's reconcile (cold loads of several versions) run at once.
+        self._loads = (
+            ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="load") if cache is not None else None
+        )
         self.reconciler = Reconciler(
             models,
             objects,
@@ -113,9 +132,12 @@ class Agent:
             self.scheduler,
             completeness,
             residency,
+            self._loads,
         )
         self.workers: ModelWorkers[Outcome] = ModelWorkers(self.reconciler, self.scheduler, settings.workers)
         self.reconciler.on_wake = self.workers.at
+        self.reconciler.absorb = self.workers.absorb
+        self.workers.on_demand = self.reconciler.demand_arrived
         self.lookup: Lookup = registry
         if self.cache is not None:
             self.index.on_disk = self.cache.on_disk
@@ -167,10 +189,16 @@ class Agent:
             source.stop()
         self._periodic.stop()
         self.workers.stop()
+        if self._loads is not None:  # after the workers: no reconcile waits for a load any more
+            self._loads.shutdown(wait=True, cancel_futures=True)
+        if self.cache is not None:
+            self.cache.remember_order()
         self.scheduler.stop()
 
     def _after_first_scan(self) -> None:
         self._lifecycle.after_first_scan()
+        if self.cache is not None:
+            self.cache.after_first_scan()
         self.reconciler.count_drift = self.settings.event_driven
         # With caching nothing loads at start: ready once the first listing is in the index.
         pending = self.index.settling() if self.cache is None else set()
@@ -209,3 +237,7 @@ class Agent:
             log.info("initial load done: %d model(s)", len(self.index.models()))
         for callback in callbacks:
             callback()
+
+
+def _keep_nothing(folder: Path) -> bool:
+    return False

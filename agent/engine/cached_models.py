@@ -2,8 +2,11 @@
 load on demand.
 
 A request names a model and a version ("latest" or a number). The index (what S3 holds) says which
-version that is; the registry says whether it is in memory. A hit is a few dict lookups and a
-touch of the LRU. A miss asks the model's worker for the version (`Request(demand=...)`): requests
+version that is; the registry says whether it is in memory. A hit is one lookup in the model's
+published view, where "latest" is already resolved, and one write of the entry's last use
+(agent.engine.hit_views); the rest of this module is the slow path.
+
+A miss asks the model's worker for the version (`Request(demand=...)`): requests
 for the same model coalesce there, so concurrent misses for one entry cause one download and one
 `load_model` (single flight), and the load runs through the reconciler's own code (the store, the
 loader, the LRU's insertion). The request waits at most `deadline` seconds; past it, it answers 503
@@ -48,15 +51,22 @@ class CachedModels:
         self._metrics = metrics
         self._deadline = deadline
         self._now = now
-        self._hits = metrics.cache_hits
+        self._views = cache.views.views  # model -> {version, "latest", ...: Slot}, published whole
+        self._tick = cache.views.tick  # counts a hit and makes it the entry's last use
         self._misses = metrics.cache_misses
-        # The candidates for "latest" of each model's last published value (recomputed when it changes).
-        self._candidates: dict[str, tuple[ModelState, tuple[int, ...]]] = {}
 
     def get(self, model: str | None = None, version: int | str | None = "latest") -> Any:
         return self.served(model, version).value
 
     def served(self, model: str | None = None, version: int | str | None = "latest") -> Served:
+        try:  # a hit: one lookup in the model's published view, one write of its last use
+            slot = self._views[model][version]
+        except (KeyError, TypeError):  # not in memory, or a form of the version the view has no key for
+            return self._resolve(model, version)
+        slot.used = self._tick()
+        return slot.served
+
+    def _resolve(self, model: str | None, version: int | str | None) -> Served:
         name = self._registry.model_name(model)
         state = self._index.get(name)
         loaded = self._registry.loaded(name)
@@ -64,21 +74,13 @@ class CachedModels:
         if number is None:
             number = self._latest(name, state, loaded)
         served = loaded.get(number)
-        if served is not None:
-            self._cache.touch(name, number)
-            self._hits.inc()
+        if served is not None:  # in memory after all (the view was being refreshed, or "01")
+            self._cache.views.touch(name, number)
             return served
         return self._cold(name, state, number)
 
     def _latest(self, name: str, state: ModelState, loaded: Any) -> int:
-        memo = self._candidates.get(name)
-        if memo is None or memo[0] is not state:
-            memo = (state, latest_candidates(state))
-            self._candidates[name] = memo
-        candidates = memo[1]
-        if candidates and candidates[0] in loaded:
-            return candidates[0]  # the common hit: the best version is in memory
-        number = resolve(candidates, state.loading, loaded)
+        number = resolve(latest_candidates(state), state.loading, loaded)
         if number is None:
             number = latest_or_failed(state)  # every version failed: say why
         if number is None:

@@ -9,8 +9,11 @@ The pure steps (observe, plan, record) decide; this module only does what they s
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
+from queue import SimpleQueue
 
 from agent.boundaries.sources import ModelObjects
 from agent.boundaries.store import ModelStore
@@ -58,6 +61,7 @@ class Reconciler:
         scheduler: Scheduler,
         completeness: CompletenessCheck | None = None,
         residency: Residency | None = None,
+        loads: Executor | None = None,
     ) -> None:
         self._models = models
         self._objects = objects
@@ -74,6 +78,12 @@ class Reconciler:
         self._settle = 0.0 if settings.ready_marker else settings.settle
         self.count_drift = False  # set once the initial scan is done, when events are the trigger
         self.on_wake: Callable[[float, str], None] = _nothing  # ModelWorkers.at, set by the agent
+        # With caching: the loads of one reconcile run at once on this pool (bounded by its size), and
+        # requests for more versions that arrive meanwhile are absorbed into it (ModelWorkers.absorb).
+        self._loads = loads
+        self.absorb: Callable[[str], frozenset[int]] = _no_demand  # ModelWorkers.absorb, set by the agent
+        self._signals: dict[str, SimpleQueue[Future[Result] | None]] = {}  # model -> its loads' reports
+        self._signals_lock = threading.Lock()
 
     def __call__(self, model: str, request: Request) -> Outcome:
         before = self._index.get(model)
@@ -114,13 +124,11 @@ class Reconciler:
         fingerprints = {v: served.fingerprint for v, served in loaded.items()}
         eager = self._residency.eager(model, state, fingerprints, request.demand)
         planned = plan(state, fingerprints, now, self._settle, eager)
-        self._index.publish(model, replace(state, loading=planned.loads))
+        self._publish_loading(model, state, planned.loads)
         assert source is not None or not planned.loads
         location = source.location if source else None
-        results = [
-            self._act(model, state, action, location, action.version in request.demand, timeline)
-            for action in planned.actions
-        ]
+        demand = set(request.demand)  # grows with the requests a concurrent run absorbs
+        results = self._run(model, state, planned, location, demand, timeline)
         recorded = record(state, planned, results, self._scheduler.now(), self._backoff)
         self._index.publish(model, recorded.state)
         if recorded.wake_at is not None:
@@ -128,8 +136,90 @@ class Reconciler:
         now_loaded = self._registry.loaded(model)
         if now_loaded or loaded:  # with caching most models have nothing loaded: no series for them
             self._metrics.versions_loaded.labels(model).set(len(now_loaded))
-        served = {v: now_loaded[v] for v in request.demand if v in now_loaded}
-        return replace(_outcome(model, planned, results), served=served)
+        served = {v: now_loaded[v] for v in demand if v in now_loaded}
+        return _outcome(model, results, served)
+
+    def _publish_loading(self, model: str, state: ModelState, loads: frozenset[int]) -> None:
+        """`/models` says `loading` while they run (without loads the value is published once, at the end)."""
+        if loads:
+            self._index.publish(model, replace(state, loading=loads))
+
+    def demand_arrived(self, model: str) -> None:
+        """A request for a version waits behind this model's running reconcile (ModelWorkers.on_demand)."""
+        with self._signals_lock:
+            signals = self._signals.get(model)
+        if signals is not None:
+            signals.put(None)
+
+    def _run(
+        self,
+        model: str,
+        state: ModelState,
+        planned: Plan,
+        location: Location | None,
+        demand: set[int],
+        timeline: _Timeline | None,
+    ) -> list[Result]:
+        if self._loads is None or not planned.loads:  # one after the other, on this thread
+            return [
+                self._act(model, state, action, location, action.version in demand, timeline)
+                for action in planned.actions
+            ]
+        return self._concurrently(self._loads, model, state, planned, location, demand, timeline)
+
+    def _concurrently(
+        self,
+        pool: Executor,
+        model: str,
+        state: ModelState,
+        planned: Plan,
+        location: Location | None,
+        demand: set[int],
+        timeline: _Timeline | None,
+    ) -> list[Result]:
+        """The plan's loads at once on the load pool, then its unloads. Requests for other versions of
+        the model that arrive meanwhile are absorbed: their loads start beside the running ones, and
+        every result is folded into this reconcile's one value (this worker stays its only writer)."""
+        signals: SimpleQueue[Future[Result] | None] = SimpleQueue()
+        running: set[Future[Result]] = set()
+        started: set[int] = set()
+        results: list[Result] = []
+
+        def start(load: Load) -> None:
+            started.add(load.version)
+            future = pool.submit(self._act, model, state, load, location, load.version in demand, timeline)
+            running.add(future)
+            future.add_done_callback(signals.put)
+
+        for action in planned.actions:
+            if isinstance(action, Load):
+                start(action)
+        with self._signals_lock:
+            self._signals[model] = signals
+        try:
+            while running:
+                signal = signals.get()
+                if signal is not None:
+                    running.discard(signal)
+                    results.append(signal.result())
+                    continue
+                asked = self.absorb(model)
+                demand |= asked  # their futures get this outcome: it must carry their versions
+                wanted = asked - started
+                loaded = {v: served.fingerprint for v, served in self._registry.loaded(model).items()}
+                extra = plan(state, loaded, self._scheduler.now(), self._settle, frozenset(wanted))
+                fresh = [a for a in extra.actions if isinstance(a, Load) and a.version in wanted]
+                for load in fresh:
+                    start(load)
+                if fresh:
+                    self._publish_loading(model, state, frozenset(started))
+        finally:
+            with self._signals_lock:
+                self._signals.pop(model, None)
+        for action in planned.actions:
+            if isinstance(action, Unload):
+                results.append(self._act(model, state, action, location))
+        return results
 
     def _act(
         self,
@@ -293,15 +383,22 @@ def _nothing(when: float, model: str) -> None:
     pass
 
 
+def _no_demand(model: str) -> frozenset[int]:
+    return frozenset()
+
+
 def _version_location(location: Location, listing: VersionListing) -> Location:
     return location.child(listing.prefix.rstrip("/")) if listing.prefix else location
 
 
-def _outcome(model: str, planned: Plan, results: list[Result]) -> Outcome:
+def _outcome(model: str, results: list[Result], served: Mapping[int, Served]) -> Outcome:
+    if not results:
+        return Outcome(model, served=served)
     failures = [result for result in results if isinstance(result, Failed)]
     return Outcome(
         model,
         changed=any(not isinstance(result, Failed) for result in results),
         error=failures[0].error if failures else None,
         temporary=any(failure.temporary for failure in failures),
+        served=served,
     )

@@ -10,7 +10,7 @@ the one they hold. How each version fares (`/models`) is derived from the index 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from agent.domain.errors import ModelNotFoundError
@@ -29,6 +29,8 @@ class Registry:
         self._served: dict[str, Mapping[int, Served]] = {}
         self._lock = threading.Lock()  # orders writers; readers take one published dict without it
         self._single = single_model
+        # Told after each write, outside the lock (with caching: the hit views, agent.engine.hit_views).
+        self.on_change: Callable[[str], None] = _nothing
 
     # -- reads (any thread) --------------------------------------------------------------
     def get(self, model: str | None = None, version: int | str | None = "latest") -> Any:
@@ -63,7 +65,8 @@ class Registry:
             old = versions.get(served.version)
             versions[served.version] = served
             self._served[model] = versions
-            return old
+        self.on_change(model)
+        return old
 
     def remove(self, model: str, version: int) -> Served | None:
         with self._lock:
@@ -73,7 +76,8 @@ class Registry:
                 self._served[model] = versions
             else:
                 self._served.pop(model, None)
-            return old
+        self.on_change(model)
+        return old
 
     def model_name(self, model: str | None) -> str:
         """The model a request means: the one named, or the only one (`path`)."""
@@ -93,3 +97,7 @@ def parse_version(version: int | str | None) -> int | None:
     if isinstance(version, str) and version.isdigit():
         return int(version)
     raise ModelNotFoundError(f"expected model_version 'latest', an int or a numeric string, found {version!r}")
+
+
+def _nothing(model: str) -> None:
+    pass

@@ -66,27 +66,30 @@ class Scanner:
         futures: list[Future[Outcome]] = []
         grouped: dict[str, list[ObjectInfo]] = {}
         seen: set[str] = set()
+        named, valid = "", False  # the last name checked: a model's keys are contiguous
         try:
             for page in self._objects.pages(directory):
                 for obj in page:
                     name, _, rest = obj.key.partition("/")
-                    if rest and is_model_name(name):
+                    if name != named:
+                        named, valid = name, is_model_name(name)
+                    if rest and valid:
                         grouped.setdefault(name, []).append(ObjectInfo(rest, obj.size, obj.etag, obj.last_modified))
                         seen.add(name)
                 if streaming and page:
                     continued = page[-1].key.partition("/")[0]  # only the page's last model may go on
-                    futures += [self._submit(name, grouped.pop(name)) for name in list(grouped) if name != continued]
+                    futures += self._submit([(name, grouped.pop(name)) for name in list(grouped) if name != continued])
         except ReloaderError as error:
             self._report(f"cannot list {directory}: {error}")
             return futures  # the models already submitted were listed whole
         self._report(None)
-        futures += [self._submit(name, objects) for name, objects in sorted(grouped.items())]
+        futures += self._submit(sorted(grouped.items()))
         known = self._dir_models | set(self._index.models())
         self._dir_models = seen
-        return futures + [self._submit(name, []) for name in sorted(known - seen)]  # their folder is gone
+        return futures + self._submit([(name, []) for name in sorted(known - seen)])  # their folder is gone
 
-    def _submit(self, name: str, objects: list[ObjectInfo]) -> Future[Outcome]:
-        return self._workers.request(name, Request(objects=objects, from_scan=True))
+    def _submit(self, listed: list[tuple[str, list[ObjectInfo]]]) -> list[Future[Outcome]]:
+        return self._workers.request_many([(name, Request(objects=o, from_scan=True)) for name, o in listed])
 
 
 def _unordered(location: Location) -> bool:

@@ -197,6 +197,9 @@ class TFServingLoader:
         if adopted:
             log.info("TF Serving: taking over %d version folder(s) of a previous run", len(adopted))
 
+    def keep(self, folders: Callable[[Path], bool]) -> None:
+        """TF Serving's folders are taken over by `before_first_scan` (what TF Serving still serves)."""
+
     def after_first_scan(self) -> None:
         """After the first scan: drop the versions taken over that no load claimed (S3 changed meanwhile).
 

@@ -60,3 +60,23 @@ def test_an_object_replaced_after_the_listing_is_refused_not_mixed_in(s3_client,
 def test_keys_that_escape_are_refused(tmp_path, key):
     with pytest.raises(UnsafeKeyError, match="refused"):
         safe_path(tmp_path, key)
+
+
+def test_a_listing_of_several_pages_asked_ahead_is_every_key_once_in_order(s3_client, bucket):
+    # GIVEN 2,100 keys whose names need XML escaping (&, <, quotes, non-ASCII), 3 pages of S3's 1,000
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = [f"zoo/m{number:05d} & <'\"é>/1/model.pkl" for number in range(2_100)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda key: s3_client.put_object(Bucket=bucket, Key=key, Body=b"x"), keys))
+    calls: list[str] = []
+    s3 = S3(s3_client, on_request=lambda operation, seconds: calls.append(operation))
+    try:
+        # WHEN it is listed page by page (each next page asked for, by its token, while the previous one is parsed)
+        pages = list(s3.pages(S3Location(bucket, "zoo")))
+    finally:
+        s3.close()
+    # THEN every key comes once, in S3's order, in 3 pages, from 3 LIST calls (none asked again)
+    assert [len(page) for page in pages] == [1_000, 1_000, 100]
+    assert [obj.key for page in pages for obj in page] == sorted(key.removeprefix("zoo/") for key in keys)
+    assert calls.count("ListObjectsV2") == 3

@@ -88,3 +88,43 @@ def test_a_retiring_folder_a_new_load_needs_is_kept(tmp_path):
     scheduler.run_due()
     assert a.is_dir() and b.is_dir()
     assert cache.counts()["retiring"] == 0
+
+
+def test_at_most_disk_cache_size_folders_retire_at_once(tmp_path):
+    # GIVEN a disk of 2 folders whose evicted folders retire for 30 s
+    _, store, cache, scheduler, clock = make(tmp_path, 1, 2, retire_after=30)
+    # WHEN 6 folders are written in turn (4 evicted from disk, each starting to retire)
+    paths = [installed(store, cache, f"m{number}") for number in range(6)]
+    # THEN only 2 retire: the oldest retiring ones went at once, the newest wait for retire_after
+    assert cache.counts() == {"memory": 0, "disk": 2, "loading": 0, "retiring": 2}
+    assert [path.is_dir() for path in paths] == [False, False, True, True, True, True]
+    # AND those still retiring go after retire_after
+    clock.advance(31)
+    scheduler.run_due()
+    assert [path.is_dir() for path in paths] == [False, False, False, False, True, True]
+    assert cache.counts()["retiring"] == 0
+
+
+def test_folders_left_by_a_previous_run_are_adopted_only_if_s3_still_holds_their_content(tmp_path):
+    from agent.domain.index import ModelState, VersionEntry
+    from agent.domain.versions import ObjectInfo, VersionListing
+
+    # GIVEN folders a previous run left: a and b's version 1, a model gone from S3, a partial download
+    _, store, cache, _, _ = make(tmp_path, 1, 3)
+    kept = {name: store.folder(name, 1, f"{name:0<64}") for name in ("a", "b", "gone")}
+    for folder in kept.values():
+        folder.mkdir(parents=True)
+    partial = tmp_path / "a" / ".partial-1-x"
+    partial.mkdir()
+    # WHEN the store is cleaned for the new run, keeping what the cache may adopt
+    store.clean(cache.left_by_previous_run)
+    assert not partial.exists() and all(folder.is_dir() for folder in kept.values())
+    # AND the first listing shows a unchanged and b changed in place
+    objects = (ObjectInfo("model.pkl", 1, "e", 0.0),)
+    for name, fingerprint in (("a", f"{'a':0<64}"), ("b", "another content")):
+        listing = VersionListing(1, objects, fingerprint, "1/")
+        cache.observed(name, ModelState({1: VersionEntry(listing, 0.0)}, listed=True))
+    cache.after_first_scan()
+    # THEN a is on disk, b's stale folder and the gone model's are removed
+    assert cache.on_disk() == {"a": {1}}
+    assert kept["a"].is_dir() and not kept["b"].exists() and not kept["gone"].exists()

@@ -56,6 +56,9 @@ class RecordingWorkers:
         future.set_result(Outcome(model))
         return future
 
+    def request_many(self, requests: list[tuple[str, Request]]) -> list[Future[Outcome]]:
+        return [self.request(model, request) for model, request in requests]
+
 
 def test_a_dir_scan_reconciles_each_model_once_its_keys_are_all_listed():
     # GIVEN a `dir` whose listing comes in two pages, model b spanning both

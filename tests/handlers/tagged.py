@@ -12,7 +12,8 @@ A version folder may hold:
 Every answer says which process gave it (`pid`): processes_per_replica runs one Handler per process.
 
 `GET /?stats=1` answers how many loaded objects are alive (weak references, after `gc.collect()`)
-and how many `load_model` calls each model had: the caching tests count with these.
+how many `load_model` calls each model had, and the most that ran at once per model (`overlap`): the
+caching tests count with these.
 """
 
 import gc
@@ -34,12 +35,23 @@ class Handler:
         self.config = config
         self.alive = []  # weak references to every object load_model returned
         self.loads = {}
+        self.running = {}  # model -> load_model calls running now
+        self.overlap = {}  # model -> the most that ran at once
         self.lock = threading.Lock()
 
     def load_model(self, model_path):
         model = os.path.basename(os.path.dirname(model_path))
         with self.lock:
             self.loads[model] = self.loads.get(model, 0) + 1
+            self.running[model] = self.running.get(model, 0) + 1
+            self.overlap[model] = max(self.overlap.get(model, 0), self.running[model])
+        try:
+            return self._load(model_path)
+        finally:
+            with self.lock:
+                self.running[model] -= 1
+
+    def _load(self, model_path):
         files = set(os.listdir(model_path))
         if "FAIL" in files:
             with open(os.path.join(model_path, "FAIL")) as file:
@@ -86,5 +98,5 @@ class Handler:
             gc.collect()
             with self.lock:
                 alive = sum(1 for reference in self.alive if reference() is not None)
-                return {"alive": alive, "loads": dict(self.loads), "pid": os.getpid()}
+                return {"alive": alive, "loads": dict(self.loads), "overlap": dict(self.overlap), "pid": os.getpid()}
         return {"config": self.config}

@@ -267,3 +267,57 @@ def test_a_new_version_of_a_cached_model_loads_before_latest_moves_to_it(serve, 
     wait_until(lambda: server.version("m")["latest"] == 2, what="latest moves to 2")
     assert prediction(server, model="m") == 2.0
     assert stats(server)["loads"]["m"] == 2
+
+
+def test_two_versions_of_one_model_cold_load_at_the_same_time(serve, s3_client, bucket):
+    # GIVEN one model with versions 1 and 2, each taking 2 s to load, neither in memory
+    models = Models(s3_client, bucket)
+    for version in (1, 2):
+        models.put_version("zoo/m", version, tag=float(version), extra={"SLOW": b"2"})
+    server = serve.start(serve.spec(api_spec(cached({"dir": f"s3://{bucket}/zoo"}, 2, 2), threads_per_process=4)))
+    answers: dict[int, float] = {}
+
+    def ask(version: int) -> None:
+        answers[version] = prediction(server, model="m", version=version)
+
+    # WHEN requests for version 1 and version 2 arrive together
+    threads = [threading.Thread(target=ask, args=(version,)) for version in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # THEN each answers from its own version
+    assert answers == {1: 1.0, 2: 2.0}
+    # AND the two load_model calls ran at the same time (the second did not wait for the first's end)
+    assert stats(server)["loads"]["m"] == 2
+    assert stats(server)["overlap"]["m"] == 2
+
+
+def test_a_restart_keeps_the_disk_cache_in_the_order_of_last_use(serve, s3_client, bucket, tmp_path):
+    # GIVEN cache_size 2, disk_cache_size 3, a model_dir that outlives the process, and models a, b, a
+    # again, then c asked for (b left memory for c; a and c are in memory, a used before c)
+    models = Models(s3_client, bucket)
+    for number, name in enumerate("abcd"):
+        models.put_version(f"zoo/{name}", 1, tag=float(number))
+    model_dir = tmp_path / "store"
+    reloading = {"model_dir": str(model_dir), "retire_after": 0}
+    spec = serve.spec(api_spec(cached({"dir": f"s3://{bucket}/zoo"}, 2, 3), reloading=reloading))
+    first = serve.start(spec)
+    for name in "abac":
+        assert prediction(first, model=name) == float("abcd".index(name))
+    assert sorted(folder.parent.name for folder in folders(model_dir)) == ["a", "b", "c"]
+    first.stop()
+
+    # WHEN reloader serve starts again on the same folder
+    second = serve.start(spec)
+    # THEN it adopted the three folders as on disk (nothing in memory), and d is in S3 only
+    where = {name: second.version(name)["versions"]["1"]["where"] for name in "abcd"}
+    assert where == {"a": "disk", "b": "disk", "c": "disk", "d": "s3"}
+    assert metric(second, "reloader_cache_entries", where="disk") == 3
+    # AND a new model's folder evicts the least recently used of them, b (by last request, not by load)
+    assert prediction(second, model="d") == 3.0
+    assert sorted(folder.parent.name for folder in folders(model_dir)) == ["a", "c", "d"]
+    # AND a and c answer from their adopted folders: no GET
+    gets = metric(second, "reloader_s3_requests_total", operation="GetObject")
+    assert prediction(second, model="a") == 0.0 and prediction(second, model="c") == 2.0
+    assert metric(second, "reloader_s3_requests_total", operation="GetObject") == gets

@@ -20,8 +20,20 @@ from tests.support import Models, api_spec, notify_queue, notify_topic, wait_unt
 pytestmark = pytest.mark.localstack
 
 # The kinds docs/architecture.md names; `ThreadPoolExecutor` is s3transfer's download pool (one
-# TransferManager is kept for every download, so its threads are made once), `s3-get` our plain GETs' pool.
-DOCUMENTED = {"MainThread", "scheduler", "timed", "reconcile", "sqs-receive", "sqs-ack", "ThreadPoolExecutor", "s3-get"}
+# TransferManager is kept for every download, so its threads are made once), `s3-get` our plain GETs' pool,
+# `load` the caching's load pool (none here: no cache), `s3-list` the LIST pages asked ahead (none for one page).
+DOCUMENTED = {
+    "MainThread",
+    "scheduler",
+    "timed",
+    "reconcile",
+    "load",
+    "sqs-receive",
+    "sqs-ack",
+    "ThreadPoolExecutor",
+    "s3-get",
+    "s3-list",
+}
 
 
 @pytest.mark.parametrize("mode", ["poll", "queue", "topic"])
