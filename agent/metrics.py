@@ -194,6 +194,7 @@ class FastCounter:
     def __init__(self) -> None:
         self._counter = itertools.count()
         self._reads = 0  # each read (and stamp) consumes one step of the counter
+        self._added = 0  # counted elsewhere and told in a sum (a serving process's hits)
         self._lock = threading.Lock()
         # Returns the step it took: the cache's hit counter is also its LRU clock (agent.engine.hit_views).
         self.inc: Callable[[], int] = self._counter.__next__
@@ -204,10 +205,14 @@ class FastCounter:
             self._reads += 1
             return next(self._counter)
 
+    def add(self, count: int) -> None:
+        with self._lock:
+            self._added += count
+
     @property
     def value(self) -> int:
         with self._lock:
-            value = next(self._counter) - self._reads
+            value = next(self._counter) - self._reads + self._added
             self._reads += 1
             return value
 

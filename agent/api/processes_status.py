@@ -14,7 +14,7 @@ from agent.api.shutdown import Shutdown
 from agent.domain.caching import latest_candidates, resolve
 from agent.domain.errors import ModelNotFoundError, ModelUnavailableError
 from agent.domain.index import ModelState
-from agent.domain.processes import with_processes
+from agent.domain.processes import Touched, with_processes
 from agent.engine.agent import Agent
 from agent.engine.serving_processes import ServingProcesses
 from agent.metrics import Metrics, ServingProcessesCollector
@@ -93,10 +93,13 @@ class ProcessesStatus:
         except ModelUnavailableError as error:
             return {"error": "unavailable", "message": str(error)}
 
-    def _touched(self, entries: frozenset[tuple[str, int]]) -> None:
+    def _touched(self, touched: Touched) -> None:
+        """A process's hits: each entry used becomes the most recent (and counts one hit), and the rest
+        of its hits are counted."""
         assert self._agent.cache is not None
-        for model, version in entries:
+        for model, version in touched.entries:
             self._agent.cache.touch(model, version)
+        self._metrics.cache_hits.add(max(0, touched.hits - len(touched.entries)))
 
     def _latest(self, model: str, state: ModelState) -> None:
         """Each publication of a model's value: tell the processes if "latest" now means another version."""

@@ -325,6 +325,7 @@ class ProcessCache:
         self._ask = ask
         self._send = send
         self._touched: set[tuple[str, int]] = set()
+        self._hits = 0
         self._next_report = 0.0
 
     def served(self, model: str | None = None, version: int | str | None = "latest") -> Served:
@@ -353,11 +354,13 @@ class ProcessCache:
 
     def _touch(self, entry: tuple[str, int]) -> None:
         self._touched.add(entry)
+        self._hits += 1  # approximate under concurrent hits: a count for the metrics, not a lock's worth
         now = time.monotonic()
         if now >= self._next_report:
             self._next_report = now + TOUCH_REPORT_INTERVAL
             touched, self._touched = frozenset(self._touched), set()
-            self._send(Touched(touched))
+            hits, self._hits = self._hits, 0
+            self._send(Touched(touched, hits))
 
 
 def handler_clients(spec: LoadedSpec, lookup: Lookup) -> dict[str, Any]:

@@ -140,6 +140,7 @@ class Touched:
     """With caching: the entries this process's requests used since it last said (the LRU's recency)."""
 
     entries: frozenset[tuple[str, int]]
+    hits: int  # requests served from memory since the last Touched (each entry above counts one)
 
 
 # -- pure rules ---------------------------------------------------------------------------------

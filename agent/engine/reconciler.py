@@ -196,6 +196,7 @@ class Reconciler:
                 start(action)
         with self._signals_lock:
             self._signals[model] = signals
+        signals.put(None)  # a request that came before the signals were set up is absorbed too
         try:
             while running:
                 signal = signals.get()

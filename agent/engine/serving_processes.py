@@ -128,7 +128,7 @@ class ServingProcesses:
         # and what to do when a process starts serving or ends (readiness, or why not, may change).
         self.answer: Callable[[str, Any], Any] = lambda what, argument: None
         self.on_change: Callable[[], None] = lambda: None
-        self.on_touched: Callable[[frozenset[Key]], None] = lambda entries: None
+        self.on_touched: Callable[[Touched], None] = lambda touched: None
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -318,7 +318,7 @@ class ServingProcesses:
                 pool.submit(self._answer, process, message)
             return
         if isinstance(message, Touched):
-            self.on_touched(message.entries)
+            self.on_touched(message)
             return
         started = False
         with self._lock:

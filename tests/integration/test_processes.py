@@ -322,6 +322,14 @@ def test_with_caching_two_processes_asking_for_one_uncached_entry_cause_one_down
         reply = httpx.get(f"{server.url}/", params={"stats": 1}, headers={"Connection": "close"}).json()
         assert reply["alive"] <= 2, reply
 
+    # AND the processes' hits reach the replica's metrics (told to the agent once a second)
+    def hits() -> float:
+        answer(server.url, model="m3")
+        text = httpx.get(f"{server.url}/metrics", headers={"Connection": "close"}).text
+        return metric(text, "reloader_cache_requests_total", result="hit")
+
+    wait_until(lambda: hits() >= 2, timeout=10, interval=0.5, what="hits counted")
+
 
 def two_pids_of(url: str, model: str) -> set[int] | None:
     pids = {answer(url, model=model)["pid"] for _ in range(30)}
