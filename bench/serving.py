@@ -131,6 +131,11 @@ def main() -> None:
         help="installed: what the virtualenv has (uvicorn[standard]: httptools, uvloop); pure: h11 and asyncio",
     )  # fmt: skip
     parser.add_argument(
+        "--bare-imports-boto3", action="store_true",
+        help="diagnostic: the bare app imports boto3 too, so both processes carry the same warnings filters "
+        "(scikit-learn replays every filter for each tree of a forest's predict; see the README)",
+    )  # fmt: skip
+    parser.add_argument(
         "--no-pin", action="store_true",
         help="let the scheduler place the servers and wrk (default: servers on CPU 0, wrk on CPU 1)",
     )  # fmt: skip
@@ -146,6 +151,8 @@ def main() -> None:
     print(f"# serving benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')} on {machine()}")
     print(f"# server stack: {stack(args.stack)}; wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds")
     print(f"# load average at the start: {load_average()}")
+    if args.bare_imports_boto3:
+        print("# diagnostic: the bare app imports boto3 (the same warnings filters as reloader serve)")
     rows = []
     with tempfile.TemporaryDirectory(prefix="reloader-bench-serving-") as tmp:
         folder = Path(tmp)
@@ -156,7 +163,9 @@ def main() -> None:
             for processes in process_counts:
                 placement = Placement.for_processes(processes, pin=not args.no_pin)
                 print(f"# {WORK_NAMES[work]}, {processes} process(es): {placement.describe()}", flush=True)
-                pair = start_pair(folder, work, processes, model_dir, args.threads, args.stack, placement)
+                pair = start_pair(
+                    folder, work, processes, model_dir, args.threads, args.stack, placement, args.bare_imports_boto3
+                )
                 try:
                     rows.append(compare(wrk, script, pair, args))
                 finally:
@@ -293,12 +302,15 @@ def write_forest(model: Path) -> Path:
 
 
 def start_pair(
-    folder: Path, work: str, processes: int, model_dir: Path, threads: int, stack_name: str, placement: Placement
-) -> Pair:
+    folder: Path, work: str, processes: int, model_dir: Path, threads: int, stack_name: str, placement: Placement,
+    bare_imports_boto3: bool = False,
+) -> Pair:  # fmt: skip
     python = [sys.executable, "-c", HIDE_STANDARD + "import runpy; runpy.run_module('{}', run_name='__main__')"]
     bare_port, our_port = free_port(), free_port()
     bare_command = ["bench.serving_app", "--work", work, "--model", str(model_dir), "--threads", str(threads)]
     bare_command += ["--workers", str(processes), "--port", str(bare_port)]
+    if bare_imports_boto3:
+        bare_command.append("--import-boto3")
     spec = folder / f"{work}-{processes}.yaml"
     spec.write_text(yaml.safe_dump([reloader_spec(work, model_dir.parent, threads, processes)]))
     our_command = ["agent.cli", "serve", str(spec), "--port", str(our_port)]

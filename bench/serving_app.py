@@ -92,7 +92,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1: in this one)")
+    parser.add_argument(
+        "--import-boto3", action="store_true",
+        help="import boto3 as `reloader serve` does (its urllib3 and botocore add 3 process-wide warnings filters)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.import_boto3:
+        import boto3  # noqa: F401
     # As agent/cli.py runs `reloader serve`: uvicorn's defaults (http and loop "auto"), no access log.
     options: dict[str, Any] = {"host": "127.0.0.1", "port": args.port, "log_level": "warning", "access_log": False}
     if args.workers == 1:
