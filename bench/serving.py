@@ -18,6 +18,12 @@ each server's CPU time per request (every thread of its process, from /proc). No
 the model is a local folder. `--stack pure` hides httptools and uvloop from both servers (uvicorn's
 pure-Python fallback: h11 and asyncio).
 
+`--instructions N` (make bench-instructions) counts instructions per request instead, under
+valgrind's callgrind: the bare app as it is, the bare app importing boto3 (whose urllib3 and botocore
+add three process-wide warnings filters, which scikit-learn replays for every tree of a forest's
+predict) and ours. On a shared 2-core host the wall-clock ratio of one run moves by 2x between rounds;
+the instruction count does not.
+
 `--processes 1,2` (issue 11) runs each work with 1 and with 2 processes: `reloader serve` with
 `handler.processes_per_replica: N` against the bare app under uvicorn's own `--workers N`
 (spawned worker processes sharing one socket). CPU time is then that of the whole process tree. With
@@ -131,6 +137,12 @@ def main() -> None:
         help="installed: what the virtualenv has (uvicorn[standard]: httptools, uvloop); pure: h11 and asyncio",
     )  # fmt: skip
     parser.add_argument(
+        "--instructions", type=int, default=0, metavar="N",
+        help="instead of wrk: count the instructions the bare app (as it is, then importing boto3) and ours execute "
+        "for N requests (4 at a time) under valgrind's callgrind, every thread included; deterministic where "
+        "wall-clock figures are not (1 process; make bench-instructions)",
+    )  # fmt: skip
+    parser.add_argument(
         "--bare-imports-boto3", action="store_true",
         help="diagnostic: the bare app imports boto3 too, so both processes carry the same warnings filters "
         "(scikit-learn replays every filter for each tree of a forest's predict; see the README)",
@@ -145,6 +157,9 @@ def main() -> None:
         parser.error(f"--processes: expected counts of 1 or more, found {args.processes!r}")
     if args.stack == "pure" and max(process_counts) > 1:
         parser.error("--stack pure hides httptools and uvloop in this process only, not in spawned workers: use 1")
+    if args.instructions:
+        instructions_main(args)
+        return
     wrk = shutil.which("wrk")
     if wrk is None:
         sys.exit("bench.serving: expected wrk on PATH, found none (apt-get install wrk; make bench-serving does it)")
@@ -253,6 +268,74 @@ def load(
         _milliseconds(_field(r"\n\s+50%\s+(\S+)", output)),
         cpu / max(requests, 1) * 1e6,
     )
+
+
+def instructions_main(args: argparse.Namespace) -> None:
+    """`--instructions N`: instructions per request of the bare app (as it is, importing boto3) and ours."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        sys.exit("bench.serving: --instructions expected valgrind on PATH, found none (apt-get install valgrind)")
+    print(f"# instructions per request (callgrind), {time.strftime('%Y-%m-%d %H:%M %Z')} on {machine()}")
+    print(f"# server stack: {stack('installed')}; {args.instructions} requests, 4 at a time, after 20 to warm up")
+    lines = [
+        "| handler | bare Starlette, instructions per request | the bare app importing boto3 | reloader serve "
+        "| ours / bare | ours / bare importing boto3 |",
+        "|---|---|---|---|---|---|",
+    ]
+    with tempfile.TemporaryDirectory(prefix="reloader-bench-instructions-") as tmp:
+        folder = Path(tmp)
+        model_dir = write_forest(folder / "models" / "forest")
+        for work in args.work or ["trivial", "forest"]:
+            # The bare app twice: as it is, and with boto3's three process-wide warnings filters (see the README)
+            bare, bare_boto3, ours = (
+                count_instructions(folder, work, which, model_dir, args.threads, args.instructions, with_boto3)
+                for which, with_boto3 in (("bare", False), ("bare", True), ("ours", False))
+            )
+            print(f"  {work}: bare {bare:,.0f}, bare importing boto3 {bare_boto3:,.0f}, ours {ours:,.0f}", flush=True)
+            lines.append(
+                f"| {WORK_NAMES[work]} | {bare:,.0f} | {bare_boto3:,.0f} | {ours:,.0f} | {ours / bare:.3f}x "
+                f"| {ours / bare_boto3:.3f}x |"
+            )
+    print()
+    print("\n".join(lines))
+
+
+def count_instructions(
+    folder: Path, work: str, which: str, model_dir: Path, threads: int, requests: int, bare_imports_boto3: bool
+) -> float:
+    """One server under callgrind: zero the counters after a warm-up, send `requests`, dump; instructions each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = free_port()
+    if which == "bare":
+        arguments = ["bench.serving_app", "--work", work, "--model", str(model_dir), "--threads", str(threads)]
+        arguments += ["--import-boto3"] if bare_imports_boto3 else []
+    else:
+        spec = folder / f"{work}-instructions.yaml"
+        spec.write_text(yaml.safe_dump([reloader_spec(work, model_dir.parent, threads)]))
+        arguments = ["agent.cli", "serve", str(spec)]
+    name = f"{which}{'-boto3' if bare_imports_boto3 else ''}-{work}"
+    output, log = folder / f"callgrind-{name}.out", folder / f"callgrind-{name}.log"
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={output}", sys.executable, "-m", *arguments]
+    process = subprocess.Popen(
+        [*command, "--port", str(port)], cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if _wait_for_answer(process, url, log, timeout=900):
+            raise RuntimeError(f"{which} exited under valgrind; see {log}")
+        clients = [httpx.Client(timeout=300) for _ in range(4)]
+        for _ in range(20):
+            clients[0].post(url + "/", json=PAYLOAD)
+        subprocess.run(["callgrind_control", "--zero", str(process.pid)], check=True, capture_output=True)
+        with ThreadPoolExecutor(4) as pool:
+            codes = set(pool.map(lambda i: clients[i % 4].post(url + "/", json=PAYLOAD).status_code, range(requests)))
+        if codes != {200}:
+            raise RuntimeError(f"{which} answered {sorted(codes)}, expected only 200")
+        subprocess.run(["callgrind_control", "--dump", str(process.pid)], check=True, capture_output=True)
+        dump = Path(f"{output}.1")
+        return int(_field(r"\nsummary: (\d+)", dump.read_text(errors="replace"))) / requests
+    finally:
+        stop(process)
 
 
 def tree_cpu_seconds(pid: int) -> float:
