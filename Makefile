@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench bench-cache bench-serving venv localstack-install prometheus-install clean
+.PHONY: demo test lint bench bench-cache bench-serving bench-processes bench-instructions venv localstack-install prometheus-install clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -61,3 +61,11 @@ bench-cache: venv localstack-install
 bench-serving: venv
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m bench.serving
+# The same with 1 and 2 serving processes (issue 11): processes_per_replica against uvicorn --workers.
+bench-processes: venv
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python -m bench.serving --processes 1,2
+# Instructions per request of both servers under valgrind's callgrind (deterministic on a shared host).
+bench-instructions: venv
+	command -v valgrind >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
+	$(BIN)/python -m bench.serving --instructions 60

@@ -5,12 +5,14 @@
 - `bare_app()`: a bare Starlette app doing the same work in a sync function through
   `run_in_threadpool`, with anyio's thread limit set as `threads_per_process` sets ours.
   `python -m bench.serving_app --work forest --model PATH --port N` serves it with uvicorn,
-  configured as `reloader serve` configures it.
+  configured as `reloader serve` configures it; `--workers N` runs N uvicorn worker processes
+  (uvicorn's own `--workers`: spawned, sharing the socket the parent bound).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -76,6 +78,11 @@ def bare_app(work: str, model_path: Path, threads: int) -> Starlette:
     return Starlette(routes=[Route("/", endpoint, methods=["POST"])], lifespan=lifespan)
 
 
+def app_from_environment() -> Starlette:
+    """The app of one of uvicorn's worker processes (`--workers` above 1), told its work by `main`."""
+    return bare_app(os.environ["BENCH_WORK"], Path(os.environ["BENCH_MODEL"]), int(os.environ["BENCH_THREADS"]))
+
+
 def main() -> None:
     import uvicorn
 
@@ -84,10 +91,22 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="a folder holding model.pkl")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1: in this one)")
+    parser.add_argument(
+        "--import-boto3", action="store_true",
+        help="import boto3 as `reloader serve` does (its urllib3 and botocore add 3 process-wide warnings filters)",
+    )  # fmt: skip
     args = parser.parse_args()
-    app = bare_app(args.work, args.model, args.threads)
+    if args.import_boto3:
+        import boto3  # noqa: F401
     # As agent/cli.py runs `reloader serve`: uvicorn's defaults (http and loop "auto"), no access log.
-    uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)).run()
+    options: dict[str, Any] = {"host": "127.0.0.1", "port": args.port, "log_level": "warning", "access_log": False}
+    if args.workers == 1:
+        uvicorn.Server(uvicorn.Config(bare_app(args.work, args.model, args.threads), **options)).run()
+        return
+    # Spawned workers import the app by name; the environment carries its arguments to them.
+    os.environ.update(BENCH_WORK=args.work, BENCH_MODEL=str(args.model.resolve()), BENCH_THREADS=str(args.threads))
+    uvicorn.run("bench.serving_app:app_from_environment", factory=True, workers=args.workers, **options)
 
 
 if __name__ == "__main__":
