@@ -217,8 +217,8 @@ class ServingProcess:
             if isinstance(message, Snapshot):
                 self._load_snapshot(message.entries)
             elif isinstance(message, Put):
-                self._after_pending((message.entry.model, message.entry.version))
                 key = (message.entry.model, message.entry.version)
+                self._after_pending(key)
                 self._pending[key] = self._pool.submit(self._put, message.entry)
             elif isinstance(message, Drop):
                 self._after_pending((message.model, message.version))  # never before a Put sent earlier
