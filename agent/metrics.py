@@ -74,6 +74,13 @@ class Metrics:
             "reloader_scan_drift_total", "Changes a full scan found that no event announced.", ["model"], registry=r
         )
         self.scans = Counter("reloader_scans_total", "Full scans run.", registry=r)
+        self.early_downloads = Counter(
+            "reloader_early_downloads_total",
+            "Objects downloaded as their event arrived, before their version's marker: by outcome (downloaded; "
+            "then used by the version's load, or unused: changed, removed or not complete in time; or failed).",
+            ["outcome"],
+            registry=r,
+        )
         self.s3_requests = Counter(
             "reloader_s3_requests_total", "S3 API calls, by operation.", ["operation"], registry=r
         )

@@ -38,6 +38,8 @@ class ObjectEvent:
     key: str
     removed: bool
     time: float  # when S3 says the change happened, seconds since the epoch
+    etag: str = ""  # of a created object, as S3 reports it (without quotes); "" when the event has none
+    size: int = -1  # of a created object, in bytes; -1 when the event has none
 
 
 def parse_message(body: str) -> tuple[ObjectEvent, ...]:
@@ -91,6 +93,8 @@ def _from_notification(model: S3Model) -> tuple[ObjectEvent, ...]:
                 key=unquote_plus(s3_object.key),
                 removed=name.startswith("ObjectRemoved:"),
                 time=record.eventTime.timestamp(),
+                etag=(s3_object.eTag or "").strip('"'),
+                size=-1 if s3_object.size is None else int(s3_object.size),
             )
         )
     return tuple(events)
@@ -101,4 +105,6 @@ def _from_eventbridge(data: dict[str, Any]) -> tuple[ObjectEvent, ...]:
     if removed is None:
         return ()
     event = S3EventNotificationEventBridgeModel.model_validate(data)
-    return (ObjectEvent(event.detail.bucket.name, event.detail.object.key, removed, event.time.timestamp()),)
+    found = event.detail.object
+    size = -1 if found.size is None else int(found.size)
+    return (ObjectEvent(event.detail.bucket.name, found.key, removed, event.time.timestamp(), found.etag, size),)

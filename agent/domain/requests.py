@@ -30,6 +30,9 @@ class Request:
     # Versions a request (get_model) needs loaded now (multi-model caching): the index says what S3
     # holds, so such a reconcile lists nothing unless merged with one that must.
     demand: frozenset[int] = frozenset()
+    # The objects the events say were written (keys relative to the model, with size and ETag): those
+    # of a version its marker has not completed yet can be downloaded before it lands (early_downloads).
+    landed: tuple[ObjectInfo, ...] = ()
 
     @property
     def demand_only(self) -> bool:
@@ -56,7 +59,8 @@ def merge(requests: Sequence[Request]) -> Request:
     if all(r.keys is not None for r in looks):
         keys = frozenset().union(*(r.keys for r in looks if r.keys is not None))
     received = min((r.received for r in looks if r.received is not None), default=None)
-    return Request(objects, min(times, default=None), all(r.from_scan for r in looks), keys, received, demand)
+    landed = tuple(obj for r in looks for obj in r.landed)
+    return Request(objects, min(times, default=None), all(r.from_scan for r in looks), keys, received, demand, landed)
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class Routed:
 def route(events: tuple[ObjectEvent, ...], models: ModelSet) -> Routed:
     times: dict[str, float] = {}
     keys: dict[str, set[str]] = {}
+    landed: dict[str, list[ObjectInfo]] = {}
     ignored = 0
     for event in events:
         found = models.locate(event.bucket, event.key)
@@ -79,4 +84,12 @@ def route(events: tuple[ObjectEvent, ...], models: ModelSet) -> Routed:
         name, key = found
         times[name] = min(event.time, times.get(name, event.time))
         keys.setdefault(name, set()).add(key)
-    return Routed({name: Request(event_time=times[name], keys=frozenset(keys[name])) for name in times}, ignored)
+        if not event.removed and event.etag and event.size >= 0:
+            landed.setdefault(name, []).append(ObjectInfo(key, event.size, event.etag))
+    return Routed(
+        {
+            name: Request(event_time=times[name], keys=frozenset(keys[name]), landed=tuple(landed.get(name, ())))
+            for name in times
+        },
+        ignored,
+    )

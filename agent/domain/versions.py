@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 NON_VERSIONED = 1  # the version a model with files directly under its prefix is served as
@@ -80,6 +80,24 @@ def event_can_matter(key: str, ready_marker: str | None, known: set[int]) -> boo
     if key.rsplit("/", 1)[-1] == ready_marker:
         return True
     return version_of_key(key) in known
+
+
+def early_downloads(landed: Sequence[ObjectInfo], ready_marker: str | None, known: set[int]) -> list[ObjectInfo]:
+    """Which objects an event says were written can be downloaded before their version is complete.
+
+    In marker mode, those of a version the agent does not know, other than its marker (the marker's
+    event is what makes the version loadable): they would be downloaded once the marker lands, and
+    an upload writes its files first, so each can be fetched as its event arrives. The listing made
+    when the marker lands decides what is used: a file whose ETag has changed since is fetched again.
+    Without a marker, every event already causes a listing; nothing is fetched early.
+    """
+    if ready_marker is None:
+        return []
+    return [
+        obj
+        for obj in landed
+        if not event_can_matter(obj.key, ready_marker, known) and unsafe_key_reason(obj.key) is None
+    ]
 
 
 def unsafe_key_reason(key: str) -> str | None:

@@ -24,6 +24,7 @@ from agent.domain.routing import ModelSet
 from agent.domain.settings import ReloadingSettings
 from agent.domain.versions import CompletenessCheck
 from agent.engine.cached_models import CachedModels
+from agent.engine.early_downloads import EarlyDownloads
 from agent.engine.hit_views import HitViews
 from agent.engine.index import Index
 from agent.engine.loaders import Loader
@@ -120,6 +121,12 @@ class Agent:
         self._loads = (
             ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="load") if cache is not None else None
         )
+        # Marker mode without caching (every complete version loads): fetch files as their events arrive.
+        self._early = (
+            EarlyDownloads(objects.download, store, self.scheduler, self.metrics)
+            if settings.ready_marker and cache is None
+            else None
+        )
         self.reconciler = Reconciler(
             models,
             objects,
@@ -133,6 +140,7 @@ class Agent:
             completeness,
             residency,
             self._loads,
+            self._early,
         )
         self.workers: ModelWorkers[Outcome] = ModelWorkers(self.reconciler, self.scheduler, settings.workers)
         self.reconciler.on_wake = self.workers.at
@@ -191,6 +199,8 @@ class Agent:
         self.workers.stop()
         if self._loads is not None:  # after the workers: no reconcile waits for a load any more
             self._loads.shutdown(wait=True, cancel_futures=True)
+        if self._early is not None:  # after the workers: no load takes from it any more
+            self._early.stop()
         if self.cache is not None:
             self.cache.remember_order()
         self.scheduler.stop()

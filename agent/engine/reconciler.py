@@ -24,7 +24,8 @@ from agent.domain.plan import Backoff, Failed, Load, Loaded, Plan, Result, Unloa
 from agent.domain.requests import Request
 from agent.domain.routing import ModelSet
 from agent.domain.settings import ReloadingSettings
-from agent.domain.versions import CompletenessCheck, VersionListing, discover, event_can_matter
+from agent.domain.versions import CompletenessCheck, VersionListing, discover, early_downloads, event_can_matter
+from agent.engine.early_downloads import EarlyDownloads
 from agent.engine.index import Index
 from agent.engine.loaders import Loader
 from agent.engine.registry import Registry
@@ -62,6 +63,7 @@ class Reconciler:
         completeness: CompletenessCheck | None = None,
         residency: Residency | None = None,
         loads: Executor | None = None,
+        early: EarlyDownloads | None = None,
     ) -> None:
         self._models = models
         self._objects = objects
@@ -74,6 +76,9 @@ class Reconciler:
         self._scheduler = scheduler
         self._completeness = completeness
         self._residency: Residency = residency or EveryVersion(registry, store)
+        # Marker mode: a version's files are fetched as their events arrive (early_downloads).
+        self._early = early
+        self._fill = early.fill if early is not None else objects.download
         self._backoff = Backoff(settings.retry_backoff, settings.retry_backoff_max)
         self._settle = 0.0 if settings.ready_marker else settings.settle
         self.count_drift = False  # set once the initial scan is done, when events are the trigger
@@ -92,6 +97,7 @@ class Reconciler:
         loaded = self._registry.loaded(model)
         look = not request.demand_only
         if look and request.keys is not None and not self._worth_a_look(state, loaded, request.keys):
+            self._fetch_early(model, state, loaded, request)
             if not request.demand:
                 self._index.publish(model, state)
                 return Outcome(model)
@@ -261,7 +267,7 @@ class Reconciler:
                 model,
                 version,
                 listing.fingerprint,
-                lambda into: self._objects.download(_version_location(location, listing), listing.objects, into),
+                lambda into: self._fill(_version_location(location, listing), listing.objects, into),
             )
         except ReloaderError as error:
             return self._failed(model, state, listing, f"download failed: {error}", error)
@@ -334,6 +340,15 @@ class Reconciler:
             logger.info("unloaded %s version %s: %s", model, action.version, action.reason)
         del old
         return Unloaded(action.version, self._scheduler.now())
+
+    def _fetch_early(self, model: str, state: ModelState, loaded: Mapping[int, Served], request: Request) -> None:
+        """Start downloading the files the events say were written to versions not complete yet."""
+        source = self._models.source(model)
+        if self._early is None or not request.landed or source is None:
+            return
+        objects = early_downloads(request.landed, self._settings.ready_marker, known_versions(state, loaded))
+        if objects:
+            self._early.start(model, source.location, objects)
 
     def _worth_a_look(self, state: ModelState, loaded: Mapping[int, Served], keys: frozenset[str]) -> bool:
         """Whether any changed key can change what serves (see versions.event_can_matter)."""

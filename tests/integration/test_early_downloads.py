@@ -1,0 +1,74 @@
+"""Marker mode fetches a version's files as their events arrive, and the marker's listing decides what loads."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import Models, api_spec, metric, notify_queue, prediction, tagged_model, wait_until
+
+pytestmark = pytest.mark.localstack
+
+MARKER = "_READY"
+
+
+def serve_in_marker_mode(serve, s3_client, sqs_client, bucket):
+    models = Models(s3_client, bucket)
+    models.put_version("m", 1, tag=1.0, marker=MARKER)
+    reloading = {"interval": 3600, "ready_marker": MARKER, "queue_url": notify_queue(s3_client, sqs_client, bucket)}
+    return models, serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading)))
+
+
+def gets(server) -> float:
+    return metric(server, "reloader_s3_requests_total", operation="GetObject")
+
+
+def test_a_file_fetched_before_its_marker_is_not_fetched_again_when_the_marker_lands(
+    serve, s3_client, sqs_client, bucket
+):
+    # GIVEN an agent in marker mode serving version 1
+    _, server = serve_in_marker_mode(serve, s3_client, sqs_client, bucket)
+    assert prediction(server) == 1.0
+
+    # WHEN version 2's file is uploaded, without its marker
+    s3_client.put_object(Bucket=bucket, Key="m/2/model.pkl", Body=tagged_model(2.0))
+
+    # THEN the agent downloads it at once, and version 1 still serves
+    wait_until(lambda: metric(server, "reloader_early_downloads_total", outcome="downloaded") == 1, what="early GET")
+    assert prediction(server) == 1.0
+    before = gets(server)
+
+    # WHEN the marker lands THEN version 2 serves from the file fetched early: no GET after the marker
+    s3_client.put_object(Bucket=bucket, Key=f"m/2/{MARKER}", Body=b"")
+    wait_until(lambda: prediction(server) == 2.0, what="version 2 served")
+    assert gets(server) == before
+    assert metric(server, "reloader_early_downloads_total", outcome="used") == 1
+
+
+def test_a_file_written_again_before_the_marker_serves_its_last_content(serve, s3_client, sqs_client, bucket):
+    # GIVEN an agent in marker mode, and version 2's file uploaded and fetched early
+    _, server = serve_in_marker_mode(serve, s3_client, sqs_client, bucket)
+    s3_client.put_object(Bucket=bucket, Key="m/2/model.pkl", Body=tagged_model(2.0))
+    wait_until(lambda: metric(server, "reloader_early_downloads_total", outcome="downloaded") == 1, what="early GET")
+
+    # WHEN the file is written again with other content, then the marker lands
+    s3_client.put_object(Bucket=bucket, Key="m/2/model.pkl", Body=tagged_model(3.0))
+    wait_until(lambda: metric(server, "reloader_early_downloads_total", outcome="downloaded") == 2, what="2nd GET")
+    s3_client.put_object(Bucket=bucket, Key=f"m/2/{MARKER}", Body=b"")
+
+    # THEN version 2 serves the content S3 holds, and the first download was thrown away
+    wait_until(lambda: prediction(server) == 3.0, what="version 2's last content served")
+    assert metric(server, "reloader_early_downloads_total", outcome="unused") == 1
+    assert metric(server, "reloader_early_downloads_total", outcome="used") == 1
+
+
+def test_a_file_replaced_after_the_marker_is_fetched_as_listed(serve, s3_client, sqs_client, bucket):
+    # GIVEN an agent in marker mode, and version 2's file fetched early
+    _, server = serve_in_marker_mode(serve, s3_client, sqs_client, bucket)
+    s3_client.put_object(Bucket=bucket, Key="m/2/model.pkl", Body=tagged_model(2.0))
+    wait_until(lambda: metric(server, "reloader_early_downloads_total", outcome="downloaded") == 1, what="early GET")
+
+    # WHEN the file is replaced and the marker written at once (the replacement's event may come after the
+    # marker's): THEN whatever the order, what serves in the end is what S3 holds
+    s3_client.put_object(Bucket=bucket, Key="m/2/model.pkl", Body=tagged_model(4.0))
+    s3_client.put_object(Bucket=bucket, Key=f"m/2/{MARKER}", Body=b"")
+    wait_until(lambda: prediction(server) == 4.0, timeout=30, what="version 2's last content served")
