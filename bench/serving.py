@@ -4,19 +4,28 @@
     make bench-processes            # the same with 1 and 2 processes: --processes 1,2
 
 For each work, a trivial handler (a small dict back) and a CPU-bound one (a 60-tree scikit-learn
-forest predicting one row), two servers run side by side, each as its own process with uvicorn
-configured alike: `reloader serve` (`threads_per_process: 4`) and a bare Starlette app (a sync
-endpoint through `run_in_threadpool`, anyio's thread limit set to 4); see bench/serving_app.py.
-wrk (16 connections, one thread, loopback only) loads one server at a time, in interleaved
-rounds (the order alternates each round, and each measured run follows a 1 s run on the same
-server), so a change in the host's speed touches both alike. The servers share CPU 0 and wrk
-runs on CPU 1 (`--no-pin`: wherever the scheduler puts them).
-The table gives the median requests per second of each, the median of the per-round ratios
-reloader / bare (target >= 0.95) with their range, that median over the quieter half of the rounds
-(those where the two together answered most: other load on the host only lowers throughput), and
-each server's CPU time per request (every thread of its process, from /proc). No AWS is involved:
-the model is a local folder. `--stack pure` hides httptools and uvloop from both servers (uvicorn's
-pure-Python fallback: h11 and asyncio).
+forest predicting one row), three servers run side by side, each as its own process with uvicorn
+configured alike: `reloader serve` (`threads_per_process: 4`), a bare Starlette app (a sync endpoint
+through `run_in_threadpool`, anyio's thread limit set to 4; see bench/serving_app.py) and, as the
+control, a second bare app identical to the first (same command, placement, stack and `--workers`).
+wrk (one thread, loopback only) loads one server at a time, in interleaved rounds: the order rotates
+so that each server is first equally often and follows each other one equally often, and each
+measured run follows a 1 s run on the same server; a change in the host's speed so touches all alike.
+Each row is measured at each of `--connections` (default 1,16: 1 gives the per-request cost without
+contention, 16 is issue 12's figure). The servers share CPU 0 and wrk runs on CPU 1 (`--no-pin`:
+wherever the scheduler puts them).
+
+Why the control: in an A/A test on this project's 2-core host (2026-12-02), two identical bare apps
+started and pinned alike differed by 1.05x at 1 connection but by 0.64x at 4 and 0.885x at 16: under
+concurrency (4 threads of a GIL-bound forest on one CPU) the throughput of a process moves by up to
+1.5x between identical processes, so one bare app cannot resolve a 5 % target. The control's ratio
+`bare (2nd) / bare` is that noise floor, printed next to ours. The table gives, per row, the median
+requests per second of each server, the per-round ratios (median and range) of the control and of
+ours against each bare app, the headline "ours / the bare apps" (the median of ours' per-round ratios
+against both bare apps, pooled; target >= 0.95), and each server's CPU time per request (every thread
+of its process tree, from /proc) and p50 latency. `--no-control` skips the control (its columns read
+"-"). No AWS is involved: the model is a local folder. `--stack pure` hides httptools and uvloop from
+every server (uvicorn's pure-Python fallback: h11 and asyncio).
 
 `--instructions N` (make bench-instructions) counts instructions per request instead, under
 valgrind's callgrind: the bare app as it is, the bare app importing boto3 (whose urllib3 and botocore
@@ -25,11 +34,12 @@ predict) and ours. On a shared 2-core host the wall-clock ratio of one run moves
 the instruction count does not.
 
 `--processes 1,2` (issue 11) runs each work with 1 and with 2 processes: `reloader serve` with
-`handler.processes_per_replica: N` against the bare app under uvicorn's own `--workers N`
-(spawned worker processes sharing one socket). CPU time is then that of the whole process tree. With
-N processes the servers get CPUs 0..N-1 and wrk the next one, where the machine has that many; on
-fewer (2 processes on 2 cores) nothing is pinned. Where `reloader serve` refuses the spec (exit 2: a
-build without `processes_per_replica` above 1), that row is skipped, saying so.
+`handler.processes_per_replica: N` against the bare apps under uvicorn's own `--workers N`
+(spawned worker processes sharing one socket; the control too). CPU time is then that of the whole
+process tree. With N processes the servers get CPUs 0..N-1 and wrk the next one, where the machine
+has that many; on fewer (2 processes on 2 cores) nothing is pinned. Where `reloader serve` refuses the
+spec (exit 2: a build without `processes_per_replica` above 1), its rows say so and only the bare apps
+are measured.
 """
 
 from __future__ import annotations
@@ -91,24 +101,40 @@ class Placement:
         return f"servers on CPU {self.servers[-1]}, wrk on CPU {self.wrk[-1]}"
 
 
+Server = tuple[subprocess.Popen[bytes], str]  # a running server and its loopback URL
+
+
 @dataclass(frozen=True)
-class Pair:
-    """The two servers of one row, started alike; `ours` is None where `reloader serve` refused the spec."""
+class Servers:
+    """The servers of one work and process count, started alike.
+
+    `control` is a second bare app, identical to `bare` (None with `--no-control`); `ours` is None where
+    `reloader serve` refused the spec.
+    """
 
     work: str
     processes: int
     placement: Placement
-    bare: tuple[subprocess.Popen[bytes], str]
-    ours: tuple[subprocess.Popen[bytes], str] | None
+    bare: Server
+    control: Server | None
+    ours: Server | None
     refused: str = ""
+
+    def measured(self) -> dict[str, Server]:
+        """The servers to load, by name, in the order of round 1."""
+        candidates = {"bare": self.bare, "control": self.control, "ours": self.ours}
+        return {name: server for name, server in candidates.items() if server is not None}
 
 
 @dataclass(frozen=True)
 class Row:
+    """One line of the table: every round's run of each server at one connection count (empty: not run)."""
+
     work: str
     processes: int
-    placement: Placement
+    connections: int
     bare: list[Run]
+    control: list[Run]
     ours: list[Run]
     skipped: str = ""
 
@@ -122,15 +148,23 @@ class Run:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds per work (default 10)")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds per row (default 10)")
     parser.add_argument("--duration", type=int, default=3, help="seconds of load per server and round (default 3)")
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
+    parser.add_argument(
+        "--connections", default="1,16",
+        help="comma-separated wrk connection counts, each measured in its own rows (default 1,16: the per-request "
+        "cost without contention, and under the load of issue 12)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=4, help="threads_per_process and the bare thread limit")
     parser.add_argument("--work", choices=["trivial", "forest"], action="append", help="only this work (repeatable)")
     parser.add_argument(
         "--processes", default="1",
-        help="comma-separated process counts: processes_per_replica for ours, uvicorn --workers for the bare app "
+        help="comma-separated process counts: processes_per_replica for ours, uvicorn --workers for the bare apps "
         "(default 1; make bench-processes: 1,2)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-control", action="store_true",
+        help="skip the control (a second bare app, identical to the first): faster, but the noise floor is unknown",
     )  # fmt: skip
     parser.add_argument(
         "--stack", choices=["installed", "pure"], default="installed",
@@ -144,7 +178,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--bare-imports-boto3", action="store_true",
-        help="diagnostic: the bare app imports boto3 too, so both processes carry the same warnings filters "
+        help="diagnostic: the bare apps import boto3 too, so every process carries the same warnings filters "
         "(scikit-learn replays every filter for each tree of a forest's predict; see the README)",
     )  # fmt: skip
     parser.add_argument(
@@ -152,9 +186,8 @@ def main() -> None:
         help="let the scheduler place the servers and wrk (default: servers on CPU 0, wrk on CPU 1)",
     )  # fmt: skip
     args = parser.parse_args()
-    process_counts = [int(count) for count in args.processes.split(",")]
-    if min(process_counts) < 1:
-        parser.error(f"--processes: expected counts of 1 or more, found {args.processes!r}")
+    process_counts = counts(parser, "--processes", args.processes)
+    connection_counts = counts(parser, "--connections", args.connections)
     if args.stack == "pure" and max(process_counts) > 1:
         parser.error("--stack pure hides httptools and uvloop in this process only, not in spawned workers: use 1")
     if args.instructions:
@@ -164,10 +197,13 @@ def main() -> None:
     if wrk is None:
         sys.exit("bench.serving: expected wrk on PATH, found none (apt-get install wrk; make bench-serving does it)")
     print(f"# serving benchmark, {time.strftime('%Y-%m-%d %H:%M %Z')} on {machine()}")
-    print(f"# server stack: {stack(args.stack)}; wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} rounds")
+    print(
+        f"# server stack: {stack(args.stack)}; wrk -t1 -c{','.join(map(str, connection_counts))} "
+        f"-d{args.duration}s, {args.rounds} rounds; control: {'none' if args.no_control else 'a second bare app'}"
+    )
     print(f"# load average at the start: {load_average()}")
     if args.bare_imports_boto3:
-        print("# diagnostic: the bare app imports boto3 (the same warnings filters as reloader serve)")
+        print("# diagnostic: the bare apps import boto3 (the same warnings filters as reloader serve)")
     rows = []
     with tempfile.TemporaryDirectory(prefix="reloader-bench-serving-") as tmp:
         folder = Path(tmp)
@@ -178,74 +214,128 @@ def main() -> None:
             for processes in process_counts:
                 placement = Placement.for_processes(processes, pin=not args.no_pin)
                 print(f"# {WORK_NAMES[work]}, {processes} process(es): {placement.describe()}", flush=True)
-                pair = start_pair(
-                    folder, work, processes, model_dir, args.threads, args.stack, placement, args.bare_imports_boto3
-                )
+                servers = start_servers(
+                    folder, work, processes, model_dir, args.threads, args.stack, placement,
+                    control=not args.no_control, bare_imports_boto3=args.bare_imports_boto3,
+                )  # fmt: skip
                 try:
-                    rows.append(compare(wrk, script, pair, args))
+                    for connections in connection_counts:
+                        rows.append(measure(wrk, script, servers, connections, args.rounds, args.duration))
                 finally:
-                    for process, _ in (pair.bare, pair.ours) if pair.ours else (pair.bare,):
+                    for process, _ in servers.measured().values():
                         stop(process)
     print(f"# load average at the end: {load_average()}")
     print()
     print(table(rows))
 
 
+def counts(parser: argparse.ArgumentParser, option: str, text: str) -> list[int]:
+    """A comma-separated list of counts of 1 or more (`1,16`), or the parser's error naming the option."""
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        parser.error(f"{option}: expected comma-separated counts of 1 or more (such as 1,16), found {text!r}")
+    return values
+
+
+TABLE_COLUMNS = (
+    "handler", "processes", "connections", "req/s, bare / bare (2nd) / ours", "control: bare (2nd) / bare",
+    "ours / bare", "ours / bare (2nd)", "**ours / the bare apps**", "CPU per request, bare / bare (2nd) / ours",
+    "p50 latency, bare / bare (2nd) / ours",
+)  # fmt: skip
+
+
 def table(rows: list[Row]) -> str:
-    lines = [
-        "| handler | processes | bare Starlette req/s | reloader serve req/s | ratio (range of rounds) "
-        "| ratio, quieter half | CPU per request, bare / ours | p50 latency, bare / ours |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    """The markdown table of the rows: medians over the rounds, per-round ratios as "median (min-max)".
+
+    The control's ratio (two identical bare apps) is the row's noise floor; "ours / the bare apps" is the
+    median of the per-round ratios of ours against either bare app, pooled. "-": a server not measured.
+    """
+    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
     for row in rows:
-
-        def median(runs: list[Run], field: str) -> float:
-            return statistics.median(getattr(run, field) for run in runs)
-
-        bare_rps = f"{median(row.bare, 'requests_per_second'):,.0f}"
+        servers = (row.bare, row.control, row.ours)
+        against_bare, against_control = ratios(row.ours, row.bare), ratios(row.ours, row.control)
         if row.skipped:
-            lines.append(f"| {WORK_NAMES[row.work]} | {row.processes} | {bare_rps} | skipped: {row.skipped} | | | | |")
-            continue
-        pairs = list(zip(row.ours, row.bare, strict=True))
-        ratios = [o.requests_per_second / b.requests_per_second for o, b in pairs]
-        # Other load on the host only ever lowers throughput: the rounds where both servers did most
-        # are those it disturbed least, and their ratio is the steadier estimate.
-        quiet = sorted(pairs, key=lambda pair: pair[0].requests_per_second + pair[1].requests_per_second)
-        quiet_ratios = [o.requests_per_second / b.requests_per_second for o, b in quiet[len(quiet) // 2 :]]
-        lines.append(
-            f"| {WORK_NAMES[row.work]} | {row.processes} | {bare_rps} "
-            f"| {median(row.ours, 'requests_per_second'):,.0f} "
-            f"| {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) "
-            f"| {statistics.median(quiet_ratios):.2f}x "
-            f"| {median(row.bare, 'cpu_us_per_request'):,.0f} / {median(row.ours, 'cpu_us_per_request'):,.0f} us "
-            f"| {median(row.bare, 'p50_ms'):.2f} / {median(row.ours, 'p50_ms'):.2f} ms |"
-        )
+            ours = [f"skipped: {row.skipped}", "", ""]
+        else:
+            ours = [spread(against_bare), spread(against_control), f"**{spread(against_bare + against_control)}**"]
+        cells = [
+            WORK_NAMES[row.work],
+            str(row.processes),
+            str(row.connections),
+            " / ".join(median_of(runs, "requests_per_second", "{:,.0f}") for runs in servers),
+            spread(ratios(row.control, row.bare)),
+            *ours,
+            " / ".join(median_of(runs, "cpu_us_per_request", "{:,.0f}") for runs in servers) + " us",
+            " / ".join(median_of(runs, "p50_ms", "{:.2f}") for runs in servers) + " ms",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def ratios(numerators: list[Run], denominators: list[Run]) -> list[float]:
+    """Per-round ratios of requests per second (none where either server was not measured)."""
+    if not numerators or not denominators:
+        return []
+    pairs = zip(numerators, denominators, strict=True)
+    return [top.requests_per_second / bottom.requests_per_second for top, bottom in pairs]
+
+
+def spread(values: list[float]) -> str:
+    """ "0.97x (0.85-1.10)": the median and the range of per-round ratios; "-" for none."""
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
+
+
+def median_of(runs: list[Run], field: str, form: str) -> str:
+    if not runs:
+        return "-"
+    return form.format(statistics.median(getattr(run, field) for run in runs))
 
 
 WORK_NAMES = {"trivial": "trivial (a small dict)", "forest": "CPU-bound (60-tree forest)"}
 
 
-def compare(wrk: str, script: Path, pair: Pair, args: argparse.Namespace) -> Row:
-    servers = {"bare": pair.bare} if pair.ours is None else {"bare": pair.bare, "ours": pair.ours}
-    for process, url in servers.values():
-        load(wrk, script, pair.placement, process, url, args.connections, 2)  # warm up: connections, caches, pools
-    runs: dict[str, list[Run]] = {name: [] for name in servers}
-    for round_number in range(args.rounds):
-        order = list(servers.items())
-        if round_number % 2:
-            order.reverse()
-        for name, (process, url) in order:
+def round_order(names: list[str], round_number: int) -> list[str]:
+    """The order in which one round loads the servers.
+
+    Rounds rotate the order (each server first once in every len(names) rounds), and every other cycle of
+    rotations is reversed, so over 2 * len(names) rounds each server follows each other one equally often
+    (with three servers: all six orders).
+    """
+    shift = round_number % len(names)
+    order = names[shift:] + names[:shift]
+    return order[::-1] if (round_number // len(names)) % 2 else order
+
+
+def measure(wrk: str, script: Path, servers: Servers, connections: int, rounds: int, duration: int) -> Row:
+    """Every server of `servers` loaded at `connections` in interleaved rounds: one row of the table."""
+    measured = servers.measured()
+    for process, url in measured.values():  # warm up: connections, caches, pools
+        load(wrk, script, servers.placement, process, url, connections, 2)
+    runs: dict[str, list[Run]] = {name: [] for name in ("bare", "control", "ours")}
+    for round_number in range(rounds):
+        for name in round_order(list(measured), round_number):
+            process, url = measured[name]
             # Each measured run follows a short one on the same server: without it, a server measured
-            # right after the other one ran slower than one measured after itself (by 10-25 % here).
-            load(wrk, script, pair.placement, process, url, args.connections, 1)
-            runs[name].append(load(wrk, script, pair.placement, process, url, args.connections, args.duration))
+            # right after another one ran slower than one measured after itself (by 10-25 % here).
+            load(wrk, script, servers.placement, process, url, connections, 1)
+            runs[name].append(load(wrk, script, servers.placement, process, url, connections, duration))
         print(
-            f"  round {round_number + 1}: "
-            + ", ".join(f"{name} {runs[name][-1].requests_per_second:,.0f} req/s" for name in servers),
+            f"  {connections} connection(s), round {round_number + 1}: "
+            + ", ".join(f"{SERVER_NAMES[name]} {runs[name][-1].requests_per_second:,.0f}" for name in measured)
+            + " req/s",
             flush=True,
         )
-    return Row(pair.work, pair.processes, pair.placement, runs["bare"], runs.get("ours", []), pair.refused)
+    return Row(
+        servers.work, servers.processes, connections, runs["bare"], runs["control"], runs["ours"], servers.refused
+    )
+
+
+SERVER_NAMES = {"bare": "bare", "control": "bare (2nd)", "ours": "ours"}
 
 
 def load(
@@ -384,34 +474,39 @@ def write_forest(model: Path) -> Path:
     return version
 
 
-def start_pair(
+def start_servers(
     folder: Path, work: str, processes: int, model_dir: Path, threads: int, stack_name: str, placement: Placement,
-    bare_imports_boto3: bool = False,
-) -> Pair:  # fmt: skip
+    control: bool = True, bare_imports_boto3: bool = False,
+) -> Servers:  # fmt: skip
+    """The bare app, its control (the same command on another port) and `reloader serve`, all started alike."""
     python = [sys.executable, "-c", HIDE_STANDARD + "import runpy; runpy.run_module('{}', run_name='__main__')"]
-    bare_port, our_port = free_port(), free_port()
     bare_command = ["bench.serving_app", "--work", work, "--model", str(model_dir), "--threads", str(threads)]
-    bare_command += ["--workers", str(processes), "--port", str(bare_port)]
-    if bare_imports_boto3:
-        bare_command.append("--import-boto3")
+    bare_command += ["--workers", str(processes)] + (["--import-boto3"] if bare_imports_boto3 else [])
     spec = folder / f"{work}-{processes}.yaml"
     spec.write_text(yaml.safe_dump([reloader_spec(work, model_dir.parent, threads, processes)]))
-    our_command = ["agent.cli", "serve", str(spec), "--port", str(our_port)]
-    logs = folder / f"bare-{work}-{processes}.log", folder / f"ours-{work}-{processes}.log"
-    bare = _start(python, stack_name, placement, bare_command, logs[0])
-    ours = _start(python, stack_name, placement, our_command, logs[1])
-    bare_pair, our_pair = (bare, f"http://127.0.0.1:{bare_port}"), (ours, f"http://127.0.0.1:{our_port}")
+    commands = {"bare": bare_command, "ours": ["agent.cli", "serve", str(spec)]}
+    if control:
+        commands["control"] = bare_command
+    started: dict[str, tuple[Server, Path]] = {}
+    for name, command in commands.items():
+        port, log = free_port(), folder / f"{name}-{work}-{processes}.log"
+        process = _start(python, stack_name, placement, [*command, "--port", str(port)], log)
+        started[name] = (process, f"http://127.0.0.1:{port}"), log
     refused = ""
-    for (process, url), log in zip((bare_pair, our_pair), logs, strict=True):
+    for name, ((process, url), log) in started.items():
         exited = _wait_for_answer(process, url, log)
-        if exited and process is ours and process.returncode == EXIT_SPEC:
+        if exited and name == "ours" and process.returncode == EXIT_SPEC:
             refused = f"`reloader serve` refused `processes_per_replica: {processes}` (exit 2)"
-            print(f"  {refused}: {exited.strip()}; only the bare app is measured", flush=True)
+            print(f"  {refused}: {exited.strip()}; only the bare apps are measured", flush=True)
         elif exited:
-            stop(bare)
-            stop(ours)
+            for (other, _), _ in started.values():
+                stop(other)
             raise RuntimeError(f"{process.args} exited with {process.returncode}: {exited}")
-    return Pair(work, processes, placement, bare_pair, None if refused else our_pair, refused)
+    servers = {name: server for name, (server, _) in started.items()}
+    return Servers(
+        work, processes, placement, servers["bare"], servers.get("control"),
+        None if refused else servers["ours"], refused,
+    )  # fmt: skip
 
 
 def _start(
