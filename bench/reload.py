@@ -9,7 +9,11 @@ with `reloader serve` as a real process and a real (small) scikit-learn model. P
    per mode per round, in a shuffled order): queue mode, topic mode with one replica and with three
    on one topic, each beside its floor (a bare boto3 client doing only the AWS work: receive the
    marker's event, LIST the model's prefix, GET the version's objects in parallel), then polling at
-   Cortex's 10 s; and where the time goes, per stage, from the agent's reloader_reload_stage_seconds;
+   Cortex's 10 s; and where the time goes, per stage, from the agent's reloader_reload_stage_seconds.
+   The bench finds the first answer by polling the replica as fast as it answers (stdlib http.client
+   on one keep-alive connection), which loads the 2-core host; so each floor is measured twice per
+   round: while the bench polls its mode's replica the same way (the floor the ratio is taken
+   against: the same host load as ours), and with nothing polled (shown beside it);
 2. idle cost: S3 and SQS requests per hour per replica, counted from the agent's own /metrics;
 3. scale: time to apply one event when the bucket holds 10 models and when it holds 10,000.
 """
@@ -17,6 +21,7 @@ with `reloader serve` as a real process and a real (small) scikit-learn model. P
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import platform
@@ -32,6 +37,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 
@@ -107,6 +113,12 @@ class Bench:
     def latency(self, reloads: int, polling_interval: float, modes: list[str]) -> None:
         """Interleaved rounds: in each, one reload per mode in a shuffled order, so all modes see the same host."""
         runs = [self._latency_run(mode) for mode in modes if mode != "polling"]
+        replicas = {run.mode: run.servers[0] for run in runs if isinstance(run, AgentRun)}
+        for run in runs:
+            if isinstance(run, FloorRun):  # poll the first agent mode it is the floor of, in LATENCY_MODES' order
+                run.polled = next(
+                    (replicas[m] for m in LATENCY_MODES if FLOOR_OF.get(m) == run.mode and m in replicas), None
+                )
         try:
             for _ in range(reloads):
                 random.shuffle(runs)
@@ -118,38 +130,7 @@ class Bench:
                 run.close()
         if "polling" in modes:
             runs.append(self._polling_run(reloads, polling_interval))
-        by_mode = {run.mode: run for run in runs}
-        print(f"\n## 1. Reload latency: marker written -> first answer from the new version ({reloads} reloads)\n")
-        print(f"Load average at the end: {load_average()}.\n")
-        print("| mode | p50 | p95 | max | p50 / floor of its source |")
-        print("|---|---|---|---|---|")
-        for run in sorted(runs, key=lambda r: LATENCY_MODES.index(r.mode)):
-            floor = by_mode.get(run.floor_mode) if run.floor_mode else None
-            ratio = f"{pct(run.samples, 50) / pct(floor.samples, 50):.2f}x" if floor and floor.samples else "-"
-            cells = [ms(pct(run.samples, 50)), ms(pct(run.samples, 95)), ms(max(run.samples)), ratio]
-            print(f"| {LABELS[run.mode]} | " + " | ".join(cells) + " |")
-        if "queue" in by_mode and "topic" in by_mode:
-            gap = pct(by_mode["topic"].samples, 50) - pct(by_mode["queue"].samples, 50)
-            print(f"\ntopic mode (1 replica) - queue mode at p50: {gap * 1000:+.0f} ms")
-        if "polling" in by_mode and "queue" in by_mode:
-            ratio = pct(by_mode["polling"].samples, 50) / pct(by_mode["queue"].samples, 50)
-            print(f"events (queue mode) are {ratio:.0f}x faster than polling at p50")
-        staged = sorted((run for run in runs if run.stages), key=lambda r: LATENCY_MODES.index(r.mode))
-        if staged:
-            print("\n**Where the time goes** (p50 per stage, from the agent's own `reloader_reload_stage_seconds`;")
-            print("the first answer: the bench's first answer from the new version minus the agent's swap;")
-            print("the floors' own stages as they timed them)\n")
-            print("| mode | " + " | ".join(STAGES.values()) + " | sum of p50s |")
-            print("|---|" + "---|" * (len(STAGES) + 1))
-            for run in staged:
-                medians = {stage: statistics.median(run.stages[stage]) for stage in STAGES if run.stages.get(stage)}
-                cells = [f"{medians[stage] * 1000:.1f}" if stage in medians else "-" for stage in STAGES]
-                total = sum(medians.values()) * 1000
-                print(f"| {LABELS[run.mode]} | " + " | ".join(cells) + f" | {total:.1f} |")
-            print(
-                "\n(ms; S3 event time -> message received -> reconcile started -> listed -> downloaded -> "
-                "loaded -> swapped -> first answer)"
-            )
+        print_latency(runs, reloads)
 
     def _latency_run(self, mode: str) -> LatencyRun:
         bucket = self.bucket()
@@ -289,6 +270,63 @@ STAGES = {
 }
 
 
+def print_latency(runs: list[LatencyRun], reloads: int) -> None:
+    """The latency table, then where the time goes."""
+    by_mode = {run.mode: run for run in runs}
+    print(f"\n## 1. Reload latency: marker written -> first answer from the new version ({reloads} reloads)\n")
+    print(f"Load average at the end: {load_average()}.\n")
+    print("| mode | p50 | p95 | max | p50 / floor of its source | p50 / that floor with nothing polled |")
+    print("|---|---|---|---|---|---|")
+    for run in sorted(runs, key=lambda r: LATENCY_MODES.index(r.mode)):
+        floor = by_mode.get(run.floor_mode) if run.floor_mode else None
+        ratios = ["-", "-"]
+        if isinstance(floor, FloorRun) and floor.samples:
+            p50 = pct(run.samples, 50)
+            ratios = [f"{p50 / pct(floor.samples, 50):.2f}x"]
+            ratios.append(f"{p50 / pct(floor.idle_samples, 50):.2f}x" if floor.idle_samples else "-")
+        label = LABELS[run.mode] + (", the bench polling a replica meanwhile" if getattr(run, "polled", None) else "")
+        cells = [ms(pct(run.samples, 50)), ms(pct(run.samples, 95)), ms(max(run.samples)), *ratios]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+        if isinstance(run, FloorRun) and run.idle_samples:
+            idle = run.idle_samples
+            cells = [ms(pct(idle, 50)), ms(pct(idle, 95)), ms(max(idle)), "-", "-"]
+            print(f"| {LABELS[run.mode]}, nothing polled | " + " | ".join(cells) + " |")
+    if "queue" in by_mode and "topic" in by_mode:
+        gap = pct(by_mode["topic"].samples, 50) - pct(by_mode["queue"].samples, 50)
+        print(f"\ntopic mode (1 replica) - queue mode at p50: {gap * 1000:+.0f} ms")
+    if "polling" in by_mode and "queue" in by_mode:
+        ratio = pct(by_mode["polling"].samples, 50) / pct(by_mode["queue"].samples, 50)
+        print(f"events (queue mode) are {ratio:.0f}x faster than polling at p50")
+    print_stages(runs)
+
+
+def print_stages(runs: list[LatencyRun]) -> None:
+    """Where the time goes: p50 per stage, ours from the agent's metrics, the floors' as they timed them."""
+    staged = sorted((run for run in runs if run.stages), key=lambda r: LATENCY_MODES.index(r.mode))
+    if staged:
+        print("\n**Where the time goes** (p50 per stage, from the agent's own `reloader_reload_stage_seconds`;")
+        print("the first answer: the bench's first answer from the new version minus the agent's swap;")
+        print("the floors' own stages as they timed them)\n")
+        print("| mode | " + " | ".join(STAGES.values()) + " | sum of p50s |")
+        print("|---|" + "---|" * (len(STAGES) + 1))
+        for run in staged:
+            rows = [(LABELS[run.mode], run.stages)]
+            if isinstance(run, FloorRun) and run.idle_stages:
+                rows = [
+                    (f"{LABELS[run.mode]}, polled", run.stages),
+                    (f"{LABELS[run.mode]}, nothing polled", run.idle_stages),
+                ]
+            for label, stages in rows:
+                medians = {stage: statistics.median(stages[stage]) for stage in STAGES if stages.get(stage)}
+                cells = [f"{medians[stage] * 1000:.1f}" if stage in medians else "-" for stage in STAGES]
+                total = sum(medians.values()) * 1000
+                print(f"| {label} | " + " | ".join(cells) + f" | {total:.1f} |")
+        print(
+            "\n(ms; S3 event time -> message received -> reconcile started -> listed -> downloaded -> "
+            "loaded -> swapped -> first answer)"
+        )
+
+
 class LatencyRun:
     """One mode of the latency table: `reload()` writes a new version and records how long it took."""
 
@@ -348,7 +386,13 @@ class FloorRun(LatencyRun):
 
     Receive the marker's event from a queue, one LIST of the prefix the agent lists (the model's),
     then GET the version's objects (the marker excepted, as the agent does) in parallel, into memory.
+    Each round measures it twice, in alternating order: once while the bench polls a replica of ours
+    (`polled`, its mode's replica, idle meanwhile) as fast as it answers, as it does while ours reloads,
+    so LocalStack works on a host as loaded as during ours (`samples`); and once with nothing polled
+    (`idle_samples`).
     """
+
+    polled: Server | None = None  # set by the bench once the agent mode this is the floor of has started
 
     def __init__(self, mode: str, url: str, bucket: str, queue_url: str, prefix: str) -> None:
         super().__init__(mode, boto3.client("s3", endpoint_url=url), bucket)
@@ -360,6 +404,10 @@ class FloorRun(LatencyRun):
         self.arrived = threading.Condition()
         self.stopping = threading.Event()
         self.receipts: list[str] = []
+        self.idle_samples: list[float] = []
+        self.idle_stages: dict[str, list[float]] = {}
+        self._stages_now = self.stages
+        self._rounds = 0
         self.receiver = threading.Thread(target=self._receive, daemon=True)
         self.receiver.start()
 
@@ -390,43 +438,101 @@ class FloorRun(LatencyRun):
             ("list", received, listed),
             ("download", listed, downloaded),
         ):
-            self.stages.setdefault(stage, []).append(max(0.0, end - start))
+            self._stages_now.setdefault(stage, []).append(max(0.0, end - start))
         with self.arrived:
             self.done[version_prefix] = time.perf_counter()
             self.arrived.notify_all()
 
     def reload(self) -> None:
+        self._rounds += 1
+        order = [True, False] if self._rounds % 2 else [False, True]
+        for polled in order if self.polled is not None else [False]:
+            if not polled:
+                time.sleep(random.uniform(0, 0.2))  # de-phase, as between any two reloads
+            self._reload_once(polled)
+
+    def _reload_once(self, polled: bool) -> None:
+        samples, self._stages_now = (self.samples, self.stages) if polled else (self.idle_samples, self.idle_stages)
+        if self.polled is None:  # nothing to poll: the idle floor is the only one
+            samples, self._stages_now = self.samples, self.stages
         self.write_version()
         started = time.perf_counter()
         prefix = f"m/{self.version}/"
-        with self.arrived:
-            if not self.arrived.wait_for(lambda: prefix in self.done, timeout=60):
-                raise TimeoutError(f"the floor client saw no event for {prefix} within 60 s")
-        self.samples.append(self.done[prefix] - started)
+        stop = threading.Event()
+        poller = threading.Thread(target=self._poll, args=(stop,), daemon=True) if polled else None
+        if poller is not None:
+            poller.start()
+        try:
+            with self.arrived:
+                if not self.arrived.wait_for(lambda: prefix in self.done, timeout=60):
+                    raise TimeoutError(f"the floor client saw no event for {prefix} within 60 s")
+        finally:
+            stop.set()
+            if poller is not None:
+                poller.join()
+        samples.append(self.done[prefix] - started)
         receipts, self.receipts = self.receipts, []
         for start in range(0, len(receipts), 10):
             entries = [{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(receipts[start : start + 10])]
             self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+
+    def _poll(self, stop: threading.Event) -> None:
+        assert self.polled is not None
+        with Poller(self.polled.url) as poller:
+            while not stop.is_set():
+                poller.prediction()
 
     def close(self) -> None:
         self.stopping.set()  # the long poll in flight ends on its own (a daemon thread)
         self.gets.shutdown()
 
 
+class Poller:
+    """`POST /` on one keep-alive connection, as lean as the standard library makes it.
+
+    The poll's own CPU is the observer's cost, not ours: httpx spent about 10x what http.client does
+    per request, which the host (2 cores: LocalStack, the bench, the replica) then lacked elsewhere.
+    """
+
+    BODY = b"{}"
+
+    def __init__(self, url: str, path: str = "/") -> None:
+        parts = urlsplit(url)
+        assert parts.hostname == "127.0.0.1", url  # loopback only
+        self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        self._path = path
+        self._headers = {"Content-Type": "application/json"}
+
+    def __enter__(self) -> Poller:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._connection.close()
+
+    def prediction(self) -> Any:
+        """The answer's `prediction`, or None when the answer is not a 200."""
+        self._connection.request("POST", self._path, self.BODY, self._headers)
+        response = self._connection.getresponse()
+        body = response.read()
+        return json.loads(body).get("prediction") if response.status == 200 else None
+
+
 def times_until_served(servers: list[Server], tag: float, timeout: float = 60) -> list[tuple[float, float]]:
     """Per server, (seconds from now, wall time) of its first answer with `tag`, polling each as fast as it answers."""
+    pollers = [Poller(server.url) for server in servers]
     started = time.perf_counter()
     deadline = started + timeout
     answered: dict[int, tuple[float, float]] = {}
-    while len(answered) < len(servers):
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"version with tag {tag} not served within {timeout} s")
-        for index, server in enumerate(servers):
-            if index in answered:
-                continue
-            response = server.http.post("/", json={})
-            if response.status_code == 200 and response.json()["prediction"] == tag:
-                answered[index] = (time.perf_counter() - started, time.time())
+    try:
+        while len(answered) < len(servers):
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"version with tag {tag} not served within {timeout} s")
+            for index, poller in enumerate(pollers):
+                if index not in answered and poller.prediction() == tag:
+                    answered[index] = (time.perf_counter() - started, time.time())
+    finally:
+        for poller in pollers:
+            poller.__exit__()
     return [answered[index] for index in range(len(servers))]
 
 

@@ -117,12 +117,10 @@ class ModelStore:
         return folder
 
     def scratch(self, model: str) -> Path:
-        """A new empty folder beside the model's version folders, for a download not yet part of a version
-        (same file system: its files can be renamed into a version's folder). Named as a partial download,
-        so `clean` removes what a crash left."""
-        folder = self.root / model / f"{TEMP_PREFIX}early-{uuid.uuid4().hex[:8]}"
-        folder.mkdir(parents=True)
-        return folder
+        """A new folder name beside the model's version folders (not created) for a download not yet part
+        of a version: on the same file system, so its files can be renamed into a version's folder. Named
+        as a partial download, so `clean` removes what a crash left there."""
+        return self.root / model / f"{TEMP_PREFIX}early-{uuid.uuid4().hex[:8]}"
 
     def install(self, model: str, version: int, fingerprint: str, fill: Callable[[Path], None]) -> Path:
         """Fill a temporary folder with `fill(folder)`, then rename it into place; return the final folder."""

@@ -23,7 +23,7 @@ import os
 import shutil
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -54,14 +54,22 @@ class _Early:
 
 
 class EarlyDownloads:
-    def __init__(self, download: Download, store: ModelStore, scheduler: Scheduler, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        download: Download,
+        store: ModelStore,
+        scheduler: Scheduler,
+        metrics: Metrics,
+        pool: Executor | None = None,
+    ) -> None:
+        """`pool` runs the downloads (default: a pool of CONCURRENCY threads, made on first use)."""
         self._download = download
         self._store = store
         self._scheduler = scheduler
         self._metrics = metrics.early_downloads
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], _Early] = {}  # (bucket, key) -> the download of its latest ETag
-        self._pool: ThreadPoolExecutor | None = None  # made on first use
+        self._pool = pool
         self._stopped = False
 
     def start(self, model: str, location: Location, objects: Sequence[ObjectInfo]) -> None:
@@ -90,6 +98,7 @@ class EarlyDownloads:
 
     def _fetch(self, parent: Location, obj: ObjectInfo, entry: _Early) -> None:
         try:
+            entry.folder.mkdir(parents=True, exist_ok=True)
             self._download(parent, [obj], entry.folder)
         except (ReloaderError, OSError) as error:
             log.debug("early download of %s/%s failed: %s", parent, obj.key, error)

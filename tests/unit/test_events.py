@@ -77,3 +77,17 @@ def test_bad_messages_say_what_was_expected(body, words):
     with pytest.raises(BadMessage, match="expected") as raised:
         parse_message(body)
     assert words in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "etag", "size"),
+    [
+        pytest.param("s3_object_created.json", "900150983cd24fb0d6963f7d28e17f72", 3, id="direct"),
+        pytest.param("sns_notification_s3.json", "900150983cd24fb0d6963f7d28e17f72", 3, id="sns-wrapped"),
+        pytest.param("eventbridge_object_created.json", "b1946ac92492d2347c6235b4d2611184", 5, id="eventbridge"),
+        pytest.param("s3_object_removed.json", "", -1, id="removed-has-neither"),
+    ],
+)
+def test_a_created_objects_etag_and_size_come_with_its_event(name, etag, size):
+    (event,) = parse_message(event_fixture(name))
+    assert (event.etag, event.size) == (etag, size)

@@ -8,7 +8,7 @@ from agent.domain.events import ObjectEvent
 from agent.domain.locations import S3Location
 from agent.domain.requests import Request, merge, route
 from agent.domain.routing import ModelSet, ModelSource
-from agent.domain.versions import ObjectInfo, event_can_matter
+from agent.domain.versions import ObjectInfo, early_downloads, event_can_matter
 
 MODELS = ModelSet(fixed=(ModelSource("iris", S3Location("b", "models/iris")),))
 
@@ -58,3 +58,33 @@ def test_merged_requests_relist_unless_all_brought_a_listing():
     keyed = merge([Request(keys=frozenset({"1/a"})), Request(keys=frozenset({"2/b"}))])
     assert keyed.keys == frozenset({"1/a", "2/b"})
     assert merge([Request(keys=frozenset({"1/a"})), event]).keys is None
+
+
+def test_created_objects_with_an_etag_travel_with_the_request_and_merge():
+    # GIVEN a created object with its ETag and size, one without (an old event shape), and a removal
+    events = (
+        ObjectEvent("b", "models/iris/2/a.bin", False, 20.0, etag="e1", size=7),
+        ObjectEvent("b", "models/iris/2/b.bin", False, 21.0),
+        ObjectEvent("b", "models/iris/2/c.bin", True, 22.0, etag="e3", size=1),
+    )
+    # WHEN routed THEN only the first can be fetched early
+    (request,) = route(events, MODELS).models.values()
+    assert request.landed == (ObjectInfo("2/a.bin", 7, "e1"),)
+    # AND merged requests keep every landed object, in order
+    later = Request(event_time=30.0, keys=frozenset({"2/d.bin"}), landed=(ObjectInfo("2/d.bin", 1, "e4"),))
+    assert merge([request, later]).landed == (ObjectInfo("2/a.bin", 7, "e1"), ObjectInfo("2/d.bin", 1, "e4"))
+
+
+@pytest.mark.parametrize(
+    ("key", "marker", "known", "early"),
+    [
+        pytest.param("3/model.pkl", "_READY", set(), True, id="file-of-a-version-its-marker-has-not-completed"),
+        pytest.param("3/_READY", "_READY", set(), False, id="the-marker-itself-is-a-look"),
+        pytest.param("3/model.pkl", "_READY", {3}, False, id="a-known-version-is-looked-at-instead"),
+        pytest.param("3/model.pkl", None, set(), False, id="without-a-marker-every-event-is-a-look"),
+        pytest.param("3/../x", "_READY", set(), False, id="an-unsafe-key-is-never-written"),
+    ],
+)
+def test_which_landed_files_are_fetched_before_their_version_is_complete(key, marker, known, early):
+    landed = [ObjectInfo(key, 10, "etag")]
+    assert early_downloads(landed, marker, known) == (landed if early else [])
