@@ -83,7 +83,7 @@ def test_the_listing_decides_a_file_whose_etag_changed_is_fetched_as_listed(tmp_
 
 
 def test_a_file_written_again_replaces_its_early_download(tmp_path):
-    early, s3, metrics, _, _ = make(tmp_path)
+    early, _, metrics, _, _ = make(tmp_path)
     early.start("iris", MODEL, [ObjectInfo("2/model.pkl", 4, "e1")])
     early.start("iris", MODEL, [ObjectInfo("2/model.pkl", 4, "e2")])
     into = tmp_path / "version"
