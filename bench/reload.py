@@ -106,8 +106,8 @@ class Bench:
         self.s3.create_bucket(Bucket=name)
         return name
 
-    def start(self, bucket: str, models: dict[str, str], reloading: dict[str, object]) -> Server:
-        spec = self.serve.spec(api_spec(models, name="bench", reloading=reloading), name=f"{bucket}.yaml")
+    def start(self, bucket: str, models: dict[str, str], reloading: dict[str, object], **handler: object) -> Server:
+        spec = self.serve.spec(api_spec(models, name="bench", reloading=reloading, **handler), name=f"{bucket}.yaml")
         return self.serve.start(spec, ready_timeout=1800)
 
     # -- 1. latency -------------------------------------------------------------------------
@@ -149,15 +149,17 @@ class Bench:
             return FloorRun(mode, self.url, bucket, subscribed_queue(self.sqs, self.sns, topic), "m/")
         reloading: dict[str, object] = {"ready_marker": MARKER, "jitter": 0, "interval": 3600}
         replicas = 3 if mode == "topic3" else 1
-        if mode == "queue":
+        queue_mode = mode.startswith("queue")
+        if queue_mode:
             reloading["queue_url"] = notify_queue(self.s3, self.sqs, bucket)
         else:
             reloading.update(topic_arn=notify_topic(self.s3, self.sns, bucket), queue_prefix=f"bench{bucket[-6:]}")
+        handler = {"processes_per_replica": 2} if mode == "queue-processes" else {}
         servers = []
         for replica in range(replicas):
-            if mode != "queue":
+            if not queue_mode:
                 reloading["replica_id"] = f"r{replica}"
-            servers.append(self.start(f"{bucket}-{replica}", {"path": f"s3://{bucket}/m"}, reloading))
+            servers.append(self.start(f"{bucket}-{replica}", {"path": f"s3://{bucket}/m"}, reloading, **handler))
         return AgentRun(mode, self.s3, bucket, servers)
 
     def _polling_run(self, reloads: int, polling_interval: float) -> LatencyRun:
@@ -254,16 +256,17 @@ class Bench:
             )
 
 
-LATENCY_MODES = ["floor-queue", "queue", "floor-topic", "topic", "topic3", "polling"]
+LATENCY_MODES = ["floor-queue", "queue", "queue-processes", "floor-topic", "topic", "topic3", "polling"]
 LABELS = {
     "floor-queue": "floor, S3 -> SQS: bare boto3 (receive, LIST, parallel GETs)",
     "queue": "ours, queue mode (S3 -> SQS)",
+    "queue-processes": "ours, queue mode, `processes_per_replica: 2` (the agent's process serves nothing)",
     "floor-topic": "floor, S3 -> SNS -> SQS: bare boto3 (receive, LIST, parallel GETs)",
     "topic": "ours, topic mode, 1 replica",
     "topic3": "ours, topic mode, 3 replicas on one topic (every replica's answer)",
     "polling": "ours, polling every 10 s (Cortex's interval)",
 }
-FLOOR_OF = {"queue": "floor-queue", "topic": "floor-topic", "topic3": "floor-topic"}
+FLOOR_OF = {"queue": "floor-queue", "queue-processes": "floor-queue", "topic": "floor-topic", "topic3": "floor-topic"}
 # The agent's stages (reloader_reload_stage_seconds), then the bench's own: the first answer after the swap.
 STAGES = {
     "delivery": "event -> received",
