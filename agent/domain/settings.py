@@ -45,6 +45,11 @@ class ReloadingSettings(BaseSettings):
     ready_marker: str | None = Field(
         None, description="Object name (e.g. _READY) that makes a version loadable once it exists in its folder."
     )
+    early_downloads: bool = Field(
+        True,
+        description="With a ready marker and no cache_size: download a version's files as their events arrive, "
+        "before its marker lands (the marker's listing still decides what loads).",
+    )
     settle: float = Field(
         1.0,
         ge=0,

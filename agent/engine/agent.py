@@ -124,7 +124,7 @@ class Agent:
         # Marker mode without caching (every complete version loads): fetch files as their events arrive.
         self._early = (
             EarlyDownloads(objects.download, store, self.scheduler, self.metrics)
-            if settings.ready_marker and cache is None
+            if settings.ready_marker and settings.early_downloads and cache is None
             else None
         )
         self.reconciler = Reconciler(

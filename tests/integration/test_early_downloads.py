@@ -11,10 +11,11 @@ pytestmark = pytest.mark.localstack
 MARKER = "_READY"
 
 
-def serve_in_marker_mode(serve, s3_client, sqs_client, bucket):
+def serve_in_marker_mode(serve, s3_client, sqs_client, bucket, **settings):
     models = Models(s3_client, bucket)
     models.put_version("m", 1, tag=1.0, marker=MARKER)
     reloading = {"interval": 3600, "ready_marker": MARKER, "queue_url": notify_queue(s3_client, sqs_client, bucket)}
+    reloading.update(settings)
     return models, serve.start(serve.spec(api_spec({"path": f"s3://{bucket}/m"}, reloading=reloading)))
 
 
@@ -72,3 +73,18 @@ def test_a_file_replaced_after_the_marker_is_fetched_as_listed(serve, s3_client,
     s3_client.put_object(Bucket=bucket, Key="m/2/model.pkl", Body=tagged_model(4.0))
     s3_client.put_object(Bucket=bucket, Key=f"m/2/{MARKER}", Body=b"")
     wait_until(lambda: prediction(server) == 4.0, timeout=30, what="version 2's last content served")
+
+
+def test_with_early_downloads_off_the_files_are_fetched_when_the_marker_lands(serve, s3_client, sqs_client, bucket):
+    # GIVEN an agent in marker mode with early downloads turned off
+    _, server = serve_in_marker_mode(serve, s3_client, sqs_client, bucket, early_downloads=False)
+    before = gets(server)
+
+    # WHEN version 2's file, then its marker, are uploaded
+    s3_client.put_object(Bucket=bucket, Key="m/2/model.pkl", Body=tagged_model(2.0))
+    s3_client.put_object(Bucket=bucket, Key=f"m/2/{MARKER}", Body=b"")
+
+    # THEN version 2 serves, its file fetched by the marker's reconcile, nothing fetched early
+    wait_until(lambda: prediction(server) == 2.0, what="version 2 served")
+    assert gets(server) == before + 1
+    assert metric(server, "reloader_early_downloads_total", outcome="downloaded") == 0
