@@ -30,8 +30,9 @@ every server (uvicorn's pure-Python fallback: h11 and asyncio).
 `--instructions N` (make bench-instructions) counts instructions per request instead, under
 valgrind's callgrind: the bare app as it is, the bare app importing boto3 (whose urllib3 and botocore
 add three process-wide warnings filters, which scikit-learn replays for every tree of a forest's
-predict) and ours. On a shared 2-core host the wall-clock ratio of one run moves by 2x between rounds;
-the instruction count does not.
+predict; `reloader serve` removes them again, see agent/boundaries/aws.py) and ours. On a shared
+2-core host the wall-clock ratio of one run moves by 2x between rounds; the instruction count does
+not.
 
 `--processes 1,2` (issue 11) runs each work with 1 and with 2 processes: `reloader serve` with
 `handler.processes_per_replica: N` against the bare apps under uvicorn's own `--workers N`
@@ -178,8 +179,8 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--bare-imports-boto3", action="store_true",
-        help="diagnostic: the bare apps import boto3 too, so every process carries the same warnings filters "
-        "(scikit-learn replays every filter for each tree of a forest's predict; see the README)",
+        help="diagnostic: the bare apps import boto3 too, as `reloader serve` does (boto3 adds three warnings "
+        "filters, which scikit-learn replays for each tree of a forest's predict and `reloader serve` removes)",
     )  # fmt: skip
     parser.add_argument(
         "--no-pin", action="store_true",
@@ -203,7 +204,7 @@ def main() -> None:
     )
     print(f"# load average at the start: {load_average()}")
     if args.bare_imports_boto3:
-        print("# diagnostic: the bare apps import boto3 (the same warnings filters as reloader serve)")
+        print("# diagnostic: the bare apps import boto3 (with its three warnings filters, which ours removes)")
     rows = []
     with tempfile.TemporaryDirectory(prefix="reloader-bench-serving-") as tmp:
         folder = Path(tmp)

@@ -94,7 +94,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1: in this one)")
     parser.add_argument(
         "--import-boto3", action="store_true",
-        help="import boto3 as `reloader serve` does (its urllib3 and botocore add 3 process-wide warnings filters)",
+        help="import boto3 as `reloader serve` does (urllib3 and botocore add 3 process-wide warnings filters, "
+        "which `reloader serve` then removes and this app keeps)",
     )  # fmt: skip
     args = parser.parse_args()
     if args.import_boto3:
