@@ -16,7 +16,7 @@ from typing import Any
 
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
-from s3transfer.exceptions import S3DownloadFailedError
+from s3transfer.exceptions import RetriesExceededError, S3DownloadFailedError
 from s3transfer.manager import TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
@@ -225,6 +225,8 @@ def _result_or_changed(wait: Callable[[], Any], location: S3Location) -> None:
     except S3DownloadFailedError as error:
         if "ETag" in str(error):
             raise ObjectChangedError(f"an object of {location} was removed or replaced while downloading") from error
+        raise TemporaryError(f"downloading {location} failed: {error}") from error
+    except RetriesExceededError as error:  # s3transfer gave up on a ranged GET's stream (a plain Exception)
         raise TemporaryError(f"downloading {location} failed: {error}") from error
     except OSError as error:
         raise TemporaryError(f"writing a download of {location} failed: {error}") from error

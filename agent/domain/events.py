@@ -107,4 +107,5 @@ def _from_eventbridge(data: dict[str, Any]) -> tuple[ObjectEvent, ...]:
     event = S3EventNotificationEventBridgeModel.model_validate(data)
     found = event.detail.object
     size = -1 if found.size is None else int(found.size)
-    return (ObjectEvent(event.detail.bucket.name, found.key, removed, event.time.timestamp(), found.etag, size),)
+    etag = found.etag.strip('"')
+    return (ObjectEvent(event.detail.bucket.name, found.key, removed, event.time.timestamp(), etag, size),)

@@ -34,6 +34,7 @@ from agent.domain.errors import ReloaderError
 from agent.domain.locations import Location, S3Location
 from agent.domain.versions import ObjectInfo
 from agent.engine.scheduler import Scheduler
+from agent.logs import model_logger
 from agent.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,12 @@ Download = Callable[[Location, Sequence[ObjectInfo], Path], None]
 
 @dataclass
 class _Early:
+    model: str
     etag: str
     folder: Path  # the scratch folder holding the one file
     file: Path
-    done: Future[bool]  # True when the file is complete
+    done: Future[bool]  # True when the file is complete; always completed, whatever happens
+    task: Future[None] | None = None  # the pool's task: cancelled by a load that comes before it starts
 
 
 class EarlyDownloads:
@@ -85,7 +88,7 @@ class EarlyDownloads:
                     continue  # the same content is on its way (a duplicate event)
                 folder = self._store.scratch(model)
                 name = obj.key.rsplit("/", 1)[-1]
-                entry = _Early(obj.etag, folder, folder / name, Future())
+                entry = _Early(model, obj.etag, folder, folder / name, Future())
                 self._entries[entry_key] = entry
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="early-get")
@@ -93,24 +96,35 @@ class EarlyDownloads:
             if replaced is not None:  # the object was written again: its earlier content is of no use
                 self._discard(replaced)
             parent = S3Location(location.bucket, key.rsplit("/", 1)[0] if "/" in key else "")
-            pool.submit(self._fetch, parent, ObjectInfo(name, obj.size, obj.etag), entry)
-            self._scheduler.call_later(KEEP_SECONDS, partial(self._expire, entry_key, entry))
+            # The keep time runs from the download's end: a file whose own download is long is kept as long.
+            entry.done.add_done_callback(partial(self._keep_until_expiry, entry_key, entry))
+            try:
+                entry.task = pool.submit(self._fetch, parent, ObjectInfo(name, obj.size, obj.etag), entry)
+            except RuntimeError as error:  # the pool is shut down (stopping), or no thread can start
+                model_logger(log, model).debug("early download of %s not started: %s", key, error)
+                _complete(entry, ok=False)
 
     def _fetch(self, parent: Location, obj: ObjectInfo, entry: _Early) -> None:
+        ok = False
         try:
             entry.folder.mkdir(parents=True, exist_ok=True)
             self._download(parent, [obj], entry.folder)
+            ok = True
         except (ReloaderError, OSError) as error:
-            log.debug("early download of %s/%s failed: %s", parent, obj.key, error)
-            self._metrics.labels("failed").inc()
-            entry.done.set_result(False)
-            return
-        self._metrics.labels("downloaded").inc()
-        entry.done.set_result(True)
+            model_logger(log, entry.model).debug("early download of %s/%s failed: %s", parent, obj.key, error)
+        except Exception:  # a bug, or an error the S3 boundary does not translate: the load fetches it again
+            model_logger(log, entry.model).exception("early download of %s/%s failed", parent, obj.key)
+        finally:
+            self._metrics.labels("downloaded" if ok else "failed").inc()
+            _complete(entry, ok)
+
+    def _keep_until_expiry(self, entry_key: tuple[str, str], entry: _Early, _: Future[bool]) -> None:
+        self._scheduler.call_later(KEEP_SECONDS, partial(self._expire, entry_key, entry))
 
     def fill(self, location: Location, objects: Sequence[ObjectInfo], into: Path) -> None:
         """Put `objects` (keys relative to `location`, a version's) into `into`: those fetched early with
-        the same ETag are moved there, every other one is downloaded."""
+        the same ETag are moved there, every other one is downloaded. One whose early download has not
+        started yet (queued behind others, maybe another model's) is downloaded here instead."""
         taken: list[tuple[ObjectInfo, _Early]] = []
         rest = list(objects)
         if isinstance(location, S3Location) and self._entries:
@@ -121,8 +135,13 @@ class EarlyDownloads:
                     entry = self._entries.get(entry_key)
                     if entry is None or entry.etag != obj.etag:  # none, or of content the listing no longer has
                         rest.append(obj)
+                        continue
+                    del self._entries[entry_key]
+                    if entry.task is not None and entry.task.cancel():  # not started: fetched with the rest
+                        _complete(entry, ok=False)
+                        rest.append(obj)
                     else:
-                        taken.append((obj, self._entries.pop(entry_key)))
+                        taken.append((obj, entry))
         try:
             if rest:
                 self._download(location, rest, into)
@@ -154,17 +173,24 @@ class EarlyDownloads:
         entry.done.add_done_callback(remove)
 
     def stop(self) -> None:
-        """Stop fetching; wait for the downloads in flight, and delete what no load took."""
+        """Stop fetching: cancel the downloads not started, leave those in flight to end on their own (a
+        multi-gigabyte one must not hold up the shutdown), and delete what no load took. Called after
+        the model workers have stopped, so no `fill` is waiting."""
         with self._lock:
             self._stopped = True
             entries, self._entries = list(self._entries.values()), {}
             pool = self._pool
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
         for entry in entries:
-            if not entry.done.done():  # cancelled before it ran
-                entry.done.set_result(False)
+            if entry.task is not None and entry.task.cancel():
+                _complete(entry, ok=False)
             self._discard(entry)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _complete(entry: _Early, ok: bool) -> None:
+    if not entry.done.done():
+        entry.done.set_result(ok)
 
 
 def _remove(folder: Path, _: Future[bool]) -> None:

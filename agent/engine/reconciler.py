@@ -96,8 +96,8 @@ class Reconciler:
         state = note_event(before, request.event_time, versions)
         loaded = self._registry.loaded(model)
         look = not request.demand_only
+        self._fetch_early(model, state, loaded, request)
         if look and request.keys is not None and not self._worth_a_look(state, loaded, request.keys):
-            self._fetch_early(model, state, loaded, request)
             if not request.demand:
                 self._index.publish(model, state)
                 return Outcome(model)
@@ -343,8 +343,10 @@ class Reconciler:
 
     def _fetch_early(self, model: str, state: ModelState, loaded: Mapping[int, Served], request: Request) -> None:
         """Start downloading the files the events say were written to versions not complete yet."""
+        if self._early is None or not request.landed:
+            return
         source = self._models.source(model)
-        if self._early is None or not request.landed or source is None:
+        if source is None:
             return
         objects = early_downloads(request.landed, self._settings.ready_marker, known_versions(state, loaded))
         if objects:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
+
+from s3transfer.exceptions import RetriesExceededError
 
 from agent.boundaries.store import ModelStore
 from agent.domain.locations import Location, S3Location
@@ -19,25 +23,34 @@ VERSION = MODEL.child("2")
 
 
 class RecordingS3:
-    """Writes each object's ETag as its content, and records every (key, ETag) fetched."""
+    """Writes each object's ETag as its content, and records every (key, ETag) fetched. A key in `gates`
+    waits for its event before it is fetched; one in `failing` raises (an error S3 does not translate)."""
 
     def __init__(self) -> None:
         self.fetched: list[tuple[str, str]] = []
+        self.gates: dict[str, threading.Event] = {}
+        self.failing: set[str] = set()
 
     def download(self, location: Location, objects: Sequence[ObjectInfo], destination: Path) -> None:
         assert isinstance(location, S3Location)
         for obj in objects:
-            self.fetched.append((location.key_prefix + obj.key, obj.etag))
+            key = location.key_prefix + obj.key
+            if key in self.gates:
+                assert self.gates[key].wait(10), f"{key} never released"
+            if key in self.failing:
+                self.failing.discard(key)
+                raise RetriesExceededError(Exception("the stream broke"))
+            self.fetched.append((key, obj.etag))
             target = destination / obj.key
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(obj.etag)
 
 
-def make(tmp_path: Path):
+def make(tmp_path: Path, pool: Executor | None = None):
     clock = ManualClock()
     scheduler = Scheduler(clock, SerialExecutor())
     s3, metrics = RecordingS3(), Metrics()
-    early = EarlyDownloads(s3.download, ModelStore(tmp_path), scheduler, metrics, pool=SerialExecutor())
+    early = EarlyDownloads(s3.download, ModelStore(tmp_path), scheduler, metrics, pool=pool or SerialExecutor())
     return early, s3, metrics, scheduler, clock
 
 
@@ -106,3 +119,69 @@ def test_what_no_load_takes_is_deleted_after_the_keep_time(tmp_path):
     finally:
         scheduler.stop()
     assert outcomes(metrics) == {"downloaded": 1.0, "unused": 1.0}
+
+
+def test_a_load_waits_for_the_early_download_on_its_way_instead_of_fetching_again(tmp_path):
+    # GIVEN an early download in flight (its GET held back)
+    with ThreadPoolExecutor(1) as pool:
+        early, s3, _, _, _ = make(tmp_path, pool)
+        s3.gates["models/iris/2/model.pkl"] = threading.Event()
+        early.start("iris", MODEL, [ObjectInfo("2/model.pkl", 4, "e1")])
+        wait_until(lambda: list((tmp_path / "iris").iterdir()), what="the early download started")
+
+        # WHEN the version's load asks for it THEN it waits, and gets that download once it ends
+        into = tmp_path / "version"
+        loading = threading.Thread(target=early.fill, args=(VERSION, [ObjectInfo("model.pkl", 4, "e1")], into))
+        loading.start()
+        loading.join(0.2)
+        assert loading.is_alive(), "the load should wait for the download on its way"
+        s3.gates["models/iris/2/model.pkl"].set()
+        loading.join(10)
+    assert (into / "model.pkl").read_text() == "e1"
+    assert s3.fetched == [("models/iris/2/model.pkl", "e1")]
+
+
+def test_a_load_does_not_wait_behind_early_downloads_of_another_model(tmp_path):
+    # GIVEN one early-download thread, busy with another model's large file, and ours queued behind it
+    with ThreadPoolExecutor(1) as pool:
+        early, s3, _, _, _ = make(tmp_path, pool)
+        s3.gates["models/big/2/weights.bin"] = threading.Event()
+        early.start("big", S3Location("b", "models/big"), [ObjectInfo("2/weights.bin", 10**9, "eb")])
+        early.start("iris", MODEL, [ObjectInfo("2/model.pkl", 4, "e1")])
+
+        # WHEN our version loads THEN its file is fetched by the load itself, at once
+        into = tmp_path / "version"
+        early.fill(VERSION, [ObjectInfo("model.pkl", 4, "e1")], into)
+        assert (into / "model.pkl").read_text() == "e1"
+        s3.gates["models/big/2/weights.bin"].set()
+
+
+def test_a_failed_early_download_is_fetched_by_the_load_and_leaves_nothing(tmp_path):
+    # GIVEN an early download that failed with an error the S3 boundary does not translate
+    early, s3, metrics, _, _ = make(tmp_path)
+    s3.failing.add("models/iris/2/model.pkl")
+    early.start("iris", MODEL, [ObjectInfo("2/model.pkl", 4, "e1")])
+
+    # WHEN the version loads THEN the load fetches the file itself, and no scratch folder is left
+    into = tmp_path / "version"
+    early.fill(VERSION, [ObjectInfo("model.pkl", 4, "e1")], into)
+    assert (into / "model.pkl").read_text() == "e1"
+    assert list((tmp_path / "iris").iterdir()) == []
+    assert outcomes(metrics) == {"failed": 1.0}
+
+
+def test_stop_cancels_what_has_not_started_and_deletes_what_no_load_took(tmp_path):
+    # GIVEN one early download in flight and one queued behind it
+    pool = ThreadPoolExecutor(1)
+    early, s3, _, _, _ = make(tmp_path, pool)
+    s3.gates["models/iris/2/a.bin"] = threading.Event()
+    early.start("iris", MODEL, [ObjectInfo("2/a.bin", 4, "ea"), ObjectInfo("2/b.bin", 4, "eb")])
+    wait_until(lambda: list((tmp_path / "iris").iterdir()), what="the first download started")
+
+    # WHEN the agent stops THEN it does not wait for the one in flight, the queued one never runs,
+    # and once the one in flight ends its folder goes too
+    early.stop()
+    s3.gates["models/iris/2/a.bin"].set()
+    pool.shutdown(wait=True)
+    assert s3.fetched == [("models/iris/2/a.bin", "ea")]
+    wait_until(lambda: not list((tmp_path / "iris").iterdir()), what="every scratch folder removed")
