@@ -23,18 +23,24 @@ def gets(server) -> float:
     return metric(server, "reloader_s3_requests_total", operation="GetObject")
 
 
+def early(server, outcome: str) -> float:
+    return metric(server, "reloader_early_downloads_total", outcome=outcome)
+
+
+def serve_with_version_2_fetched_early(serve, s3_client, sqs_client, bucket):
+    """An agent in marker mode serving version 1, and version 2's file (tag 2.0) uploaded and fetched early."""
+    _, server = serve_in_marker_mode(serve, s3_client, sqs_client, bucket)
+    s3_client.put_object(Bucket=bucket, Key="m/2/model.pkl", Body=tagged_model(2.0))
+    wait_until(lambda: early(server, "downloaded") == 1, what="the early GET")
+    return server
+
+
 def test_a_file_fetched_before_its_marker_is_not_fetched_again_when_the_marker_lands(
     serve, s3_client, sqs_client, bucket
 ):
-    # GIVEN an agent in marker mode serving version 1
-    _, server = serve_in_marker_mode(serve, s3_client, sqs_client, bucket)
-    assert prediction(server) == 1.0
-
-    # WHEN version 2's file is uploaded, without its marker
-    s3_client.put_object(Bucket=bucket, Key="m/2/model.pkl", Body=tagged_model(2.0))
-
-    # THEN the agent downloads it at once, and version 1 still serves
-    wait_until(lambda: metric(server, "reloader_early_downloads_total", outcome="downloaded") == 1, what="early GET")
+    # GIVEN an agent in marker mode serving version 1, WHEN version 2's file is uploaded without its
+    # marker, THEN the agent downloads it at once (in the helper), and version 1 still serves
+    server = serve_with_version_2_fetched_early(serve, s3_client, sqs_client, bucket)
     assert prediction(server) == 1.0
     before = gets(server)
 
@@ -42,37 +48,41 @@ def test_a_file_fetched_before_its_marker_is_not_fetched_again_when_the_marker_l
     s3_client.put_object(Bucket=bucket, Key=f"m/2/{MARKER}", Body=b"")
     wait_until(lambda: prediction(server) == 2.0, what="version 2 served")
     assert gets(server) == before
-    assert metric(server, "reloader_early_downloads_total", outcome="used") == 1
+    assert early(server, "used") == 1
 
 
 def test_a_file_written_again_before_the_marker_serves_its_last_content(serve, s3_client, sqs_client, bucket):
-    # GIVEN an agent in marker mode, and version 2's file uploaded and fetched early
-    _, server = serve_in_marker_mode(serve, s3_client, sqs_client, bucket)
-    s3_client.put_object(Bucket=bucket, Key="m/2/model.pkl", Body=tagged_model(2.0))
-    wait_until(lambda: metric(server, "reloader_early_downloads_total", outcome="downloaded") == 1, what="early GET")
+    # GIVEN version 2's file uploaded and fetched early
+    server = serve_with_version_2_fetched_early(serve, s3_client, sqs_client, bucket)
 
-    # WHEN the file is written again with other content, then the marker lands
+    # WHEN the file is written again with other content, fetched early too, then the marker lands
     s3_client.put_object(Bucket=bucket, Key="m/2/model.pkl", Body=tagged_model(3.0))
-    wait_until(lambda: metric(server, "reloader_early_downloads_total", outcome="downloaded") == 2, what="2nd GET")
+    wait_until(lambda: early(server, "downloaded") == 2, what="the second early GET")
     s3_client.put_object(Bucket=bucket, Key=f"m/2/{MARKER}", Body=b"")
 
     # THEN version 2 serves the content S3 holds, and the first download was thrown away
     wait_until(lambda: prediction(server) == 3.0, what="version 2's last content served")
-    assert metric(server, "reloader_early_downloads_total", outcome="unused") == 1
-    assert metric(server, "reloader_early_downloads_total", outcome="used") == 1
+    assert (early(server, "unused"), early(server, "used")) == (1, 1)
 
 
-def test_a_file_replaced_after_the_marker_is_fetched_as_listed(serve, s3_client, sqs_client, bucket):
-    # GIVEN an agent in marker mode, and version 2's file fetched early
-    _, server = serve_in_marker_mode(serve, s3_client, sqs_client, bucket)
-    s3_client.put_object(Bucket=bucket, Key="m/2/model.pkl", Body=tagged_model(2.0))
-    wait_until(lambda: metric(server, "reloader_early_downloads_total", outcome="downloaded") == 1, what="early GET")
+def test_a_file_replaced_just_before_the_marker_never_serves_its_old_content(serve, s3_client, sqs_client, bucket):
+    # GIVEN version 2's file fetched early
+    server = serve_with_version_2_fetched_early(serve, s3_client, sqs_client, bucket)
 
-    # WHEN the file is replaced and the marker written at once (the replacement's event may come after the
-    # marker's): THEN whatever the order, what serves in the end is what S3 holds
+    # WHEN the file is replaced and the marker written at once (the replacement's event may come after
+    # the marker's, so its early download may not have begun when the marker's listing is made)
     s3_client.put_object(Bucket=bucket, Key="m/2/model.pkl", Body=tagged_model(4.0))
     s3_client.put_object(Bucket=bucket, Key=f"m/2/{MARKER}", Body=b"")
-    wait_until(lambda: prediction(server) == 4.0, timeout=30, what="version 2's last content served")
+
+    # THEN version 2 serves what S3 holds, and its old content, fetched early, never serves
+    seen: set[float] = set()
+
+    def served_the_last_content() -> bool:
+        seen.add(prediction(server))
+        return 4.0 in seen
+
+    wait_until(served_the_last_content, timeout=30, interval=0.01, what="version 2's last content served")
+    assert 2.0 not in seen, f"answers seen: {sorted(seen)}"
 
 
 def test_with_early_downloads_off_the_files_are_fetched_when_the_marker_lands(serve, s3_client, sqs_client, bucket):
@@ -87,4 +97,4 @@ def test_with_early_downloads_off_the_files_are_fetched_when_the_marker_lands(se
     # THEN version 2 serves, its file fetched by the marker's reconcile, nothing fetched early
     wait_until(lambda: prediction(server) == 2.0, what="version 2 served")
     assert gets(server) == before + 1
-    assert metric(server, "reloader_early_downloads_total", outcome="downloaded") == 0
+    assert early(server, "downloaded") == 0
