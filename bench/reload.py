@@ -15,7 +15,9 @@ with `reloader serve` as a real process and a real (small) scikit-learn model. P
    round: while the bench polls its mode's replica the same way (the floor the ratio is taken
    against: the same host load as ours), and with nothing polled (shown beside it);
 2. idle cost: S3 and SQS requests per hour per replica, counted from the agent's own /metrics;
-3. scale: time to apply one event when the bucket holds 10 models and when it holds 10,000.
+3. scale: time to apply one event when the bucket holds 10 models and when it holds 10,000;
+4. early downloads: a version of several files, uploaded one after another, then its marker,
+   served by a replica with `early_downloads` on and one with it off.
 """
 
 from __future__ import annotations
@@ -66,9 +68,8 @@ def main() -> None:
     )
     parser.add_argument("--scale", default="10,10000", help="model counts for the scale table (default 10,10000)")
     parser.add_argument("--events-per-scale", type=int, default=10, help="events timed per model count")
-    parser.add_argument(
-        "--only", choices=["latency", "idle", "scale"], action="append", help="run only these tables (repeatable)"
-    )
+    parser.add_argument("--only", choices=TABLES, action="append", help="run only these tables (repeatable)")
+    parser.add_argument("--shard-mb", type=int, default=25, help="size of each of the 3 shards of table 4, MB")
     parser.add_argument(
         "--modes",
         default=",".join(LATENCY_MODES),
@@ -82,13 +83,15 @@ def main() -> None:
     with endpoint() as url, tempfile.TemporaryDirectory(prefix="reloader-bench-") as tmp:
         bench = Bench(url, Path(tmp))
         try:
-            tables = args.only or ["latency", "idle", "scale"]
+            tables = args.only or TABLES
             if "latency" in tables:
                 bench.latency(args.reloads, args.polling_interval, args.modes.split(","))
             if "idle" in tables:
                 bench.idle(args.idle_seconds, args.polling_interval)
             if "scale" in tables:
                 bench.scale([int(n) for n in args.scale.split(",")], args.events_per_scale)
+            if "early" in tables:
+                bench.early(args.reloads, args.shard_mb)
         finally:
             bench.serve.stop_all()
 
@@ -204,6 +207,38 @@ class Bench:
             cells = [per_hour(n, seconds) for n in (lists, gets, receives, sum(counted.values()))]
             print(f"| {label} | " + " | ".join(cells) + " |")
 
+    # -- 4. early downloads -----------------------------------------------------------------
+    def early(self, reloads: int, shard_mb: int) -> None:
+        """A version of several files, uploaded one after another, then its marker: with and without
+        early downloads, two replicas side by side in interleaved rounds (each on its own bucket)."""
+        servers = {}
+        for early in (True, False):
+            bucket = self.bucket()
+            Models(self.s3, bucket).put_version("m", 1, tag=1.0, marker=MARKER)
+            reloading: dict[str, object] = {"ready_marker": MARKER, "jitter": 0, "interval": 3600}
+            reloading.update(early_downloads=early, queue_url=notify_queue(self.s3, self.sqs, bucket))
+            servers[early] = (bucket, self.start(bucket, {"path": f"s3://{bucket}/m"}, reloading))
+        shards = [os.urandom(shard_mb * 2**20) for _ in range(3)]
+        samples: dict[bool, list[float]] = {True: [], False: []}
+        for version in range(2, reloads + 2):
+            for early in random.sample([True, False], 2):
+                bucket, server = servers[early]
+                for index, shard in enumerate(shards):
+                    self.s3.put_object(Bucket=bucket, Key=f"m/{version}/shard-{index}.bin", Body=shard)
+                self.s3.put_object(Bucket=bucket, Key=f"m/{version}/model.pkl", Body=tagged_model(float(version)))
+                self.s3.put_object(Bucket=bucket, Key=f"m/{version}/{MARKER}", Body=b"")
+                samples[early].append(times_until_served([server], float(version))[0][0])
+        for _, server in servers.values():
+            server.stop()
+        print(
+            f"\n## 4. Early downloads: a version of 3 shards of {shard_mb} MB and a model.pkl, uploaded one after "
+            f"another, then its marker ({reloads} reloads; marker written -> first answer)\n"
+        )
+        print("| early_downloads | p50 | p95 | max |")
+        print("|---|---|---|---|")
+        for early, values in samples.items():
+            print(f"| {str(early).lower()} | {ms(pct(values, 50))} | {ms(pct(values, 95))} | {ms(max(values))} |")
+
     # -- 3. scale ---------------------------------------------------------------------------
     def scale(self, sizes: list[int], events: int) -> None:
         rows = []
@@ -256,6 +291,7 @@ class Bench:
             )
 
 
+TABLES = ["latency", "idle", "scale", "early"]
 LATENCY_MODES = ["floor-queue", "queue", "queue-processes", "floor-topic", "topic", "topic3", "polling"]
 LABELS = {
     "floor-queue": "floor, S3 -> SQS: bare boto3 (receive, LIST, parallel GETs)",
